@@ -1,8 +1,33 @@
 //! logveil-patterns: the pure, synchronous redaction engine and its built-in rule packs.
 //!
 //! No I/O and no async: callers hand in bytes and get redacted bytes back.
-//! `RedactorBuilder` compiles rules once into an immutable, cheaply cloned `Redactor`
-//! (`Send + Sync`); each thread or stream keeps its own mutable `Stream` state.
+//! [`RedactorBuilder`] compiles rules once into an immutable, cheaply cloned [`Redactor`]
+//! (`Send + Sync`); each thread keeps its own [`Scratch`], each input its own [`Stream`].
+//!
+//! ```
+//! let r = logveil_patterns::RedactorBuilder::new().build().unwrap();
+//! let (out, _) = r.redact_all(b"export GITHUB_TOKEN=ghp_0123456789abcdefghijABCDEFGHIJ012345\n");
+//! assert!(!String::from_utf8_lossy(&out).contains("ghp_0123456789"));
+//! ```
 #![deny(missing_docs)]
 
+mod compile;
+mod error;
+mod known;
+mod mask;
+pub mod rule;
+mod scan;
+mod stream;
 pub mod validator;
+mod view;
+
+pub use compile::{
+    check_examples, ExampleFailure, Redactor, RedactorBuilder, RuleInfo, DEFAULT_MAX_LINE, DEFAULT_WINDOW, KNOWN_VALUE_ID,
+    LINE_TOO_LONG_ID, PRIVATE_KEY_BLOCK_ID,
+};
+pub use error::Error;
+pub use known::{encoded_forms, MIN_KNOWN_LEN};
+pub use mask::{MaskStyle, PseudonymKey};
+pub use rule::Category;
+pub use scan::{Counts, Scratch};
+pub use stream::Stream;

@@ -1,0 +1,604 @@
+//! `RedactorBuilder` → `Redactor`: rule selection and compilation into shared automata.
+//!
+//! Compilation decides how each rule runs: keyword-anchored rules hang off one
+//! ASCII-case-insensitive Aho-Corasick automaton (SIMD prefilter) and run their own regex only
+//! near a keyword hit; keywordless structural rules share one multi-pattern regex; known
+//! values and their encodings form one exact automaton. Nothing here runs per input byte.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use regex_automata::meta;
+use regex_automata::util::syntax;
+use regex_syntax::hir::{Class, ClassBytesRange, Hir, HirKind, Repetition};
+
+use crate::error::Error;
+use crate::known::{encoded_forms, MIN_KNOWN_LEN};
+use crate::mask::MaskStyle;
+use crate::rule::{builtin_packs, parse_pack, Category, Pack, RuleDef};
+use crate::validator::Validator;
+
+/// Match-length cap for rules whose regex is unbounded, used only on lines processed in
+/// windows. Keep rules bounded.
+pub const UNBOUNDED_MAX_LEN: usize = 1024;
+/// Default window for over-long lines.
+pub const DEFAULT_WINDOW: usize = 1 << 20;
+/// Default hard line limit: past it the rest of the line is replaced by a marker.
+pub const DEFAULT_MAX_LINE: usize = 128 << 20;
+
+/// Id of masks of operator-supplied known values.
+pub const KNOWN_VALUE_ID: &str = "known-value";
+/// Id of masks of multi-line private key bodies.
+pub const PRIVATE_KEY_BLOCK_ID: &str = "private-key-block";
+/// Id of the fail-closed marker for lines past the hard limit.
+pub const LINE_TOO_LONG_ID: &str = "line-too-long";
+
+/// Collects packs, rules, known values and options; `build` compiles them once.
+#[derive(Clone, Debug)]
+pub struct RedactorBuilder {
+    packs: Vec<Pack>,
+    enabled_packs: Vec<String>,
+    disabled: Vec<String>,
+    known: Vec<(Vec<u8>, String)>,
+    mask: MaskStyle,
+    window: usize,
+    max_line: usize,
+    builtins_error: Option<String>,
+}
+
+impl Default for RedactorBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RedactorBuilder {
+    /// A builder with the built-in packs loaded (default-on packs enabled).
+    pub fn new() -> Self {
+        let (packs, builtins_error) = match builtin_packs() {
+            Ok(p) => (p, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        RedactorBuilder {
+            packs,
+            enabled_packs: Vec::new(),
+            disabled: Vec::new(),
+            known: Vec::new(),
+            mask: MaskStyle::RuleId,
+            window: DEFAULT_WINDOW,
+            max_line: DEFAULT_MAX_LINE,
+            builtins_error,
+        }
+    }
+
+    /// A builder with no packs at all (tests, `rules test` of a single file).
+    pub fn empty() -> Self {
+        RedactorBuilder {
+            packs: Vec::new(),
+            ..Self::new()
+        }
+    }
+
+    /// Adds a user rule pack; its rules are always on. `file` names it in errors.
+    pub fn add_rules_toml(&mut self, file: &str, text: &str) -> Result<&mut Self, Error> {
+        let mut pack = parse_pack(file, file, text)?;
+        pack.default = true;
+        self.packs.push(pack);
+        Ok(self)
+    }
+
+    /// Turns on an opt-in built-in pack (e.g. `network`).
+    pub fn enable_pack(&mut self, name: &str) -> Result<&mut Self, Error> {
+        if !self.packs.iter().any(|p| p.name == name) {
+            return Err(Error::UnknownPack(name.to_string()));
+        }
+        self.enabled_packs.push(name.to_string());
+        Ok(self)
+    }
+
+    /// Turns off a rule (or every rule of a pack) by id; checked at `build`.
+    pub fn disable(&mut self, id: &str) -> &mut Self {
+        self.disabled.push(id.to_string());
+        self
+    }
+
+    /// Adds an exact value to mask everywhere, with its encoded forms. `origin` names where it
+    /// came from in errors (never the value itself).
+    pub fn known_value(&mut self, value: &[u8], origin: &str) -> Result<&mut Self, Error> {
+        if value.len() < MIN_KNOWN_LEN {
+            return Err(Error::KnownValueTooShort {
+                origin: origin.to_string(),
+                len: value.len(),
+                min: MIN_KNOWN_LEN,
+            });
+        }
+        self.known.push((value.to_vec(), origin.to_string()));
+        Ok(self)
+    }
+
+    /// How masks are written.
+    pub fn mask_style(&mut self, style: MaskStyle) -> &mut Self {
+        self.mask = style;
+        self
+    }
+
+    /// Window size for over-long lines (bytes; at least 1 KiB, and at least four overlaps).
+    pub fn window(&mut self, bytes: usize) -> &mut Self {
+        self.window = bytes.max(1 << 10);
+        self
+    }
+
+    /// Hard line limit in bytes; the rest of a longer line is replaced by a marker.
+    pub fn max_line_bytes(&mut self, bytes: usize) -> &mut Self {
+        self.max_line = bytes.max(1);
+        self
+    }
+
+    /// The rules `build` would compile, in order.
+    pub fn selected_rules(&self) -> Result<Vec<RuleDef>, Error> {
+        if let Some(e) = &self.builtins_error {
+            return Err(Error::Compile {
+                what: "built-in packs".into(),
+                message: e.clone(),
+            });
+        }
+        for d in &self.disabled {
+            let known = self
+                .packs
+                .iter()
+                .any(|p| p.name == *d || p.rules.iter().any(|r| r.id == *d));
+            if !known {
+                return Err(Error::UnknownRule(d.clone()));
+            }
+        }
+        let mut out: Vec<RuleDef> = Vec::new();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for pack in &self.packs {
+            if !pack.default && !self.enabled_packs.contains(&pack.name) {
+                continue;
+            }
+            if self.disabled.contains(&pack.name) {
+                continue;
+            }
+            for r in &pack.rules {
+                if let Some(first) = seen.get(&r.id) {
+                    return Err(Error::DuplicateId {
+                        origin: r.origin.clone(),
+                        id: r.id.clone(),
+                        first: first.clone(),
+                    });
+                }
+                seen.insert(r.id.clone(), r.origin.clone());
+                if self.disabled.contains(&r.id) {
+                    continue;
+                }
+                out.push(r.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// All packs known to the builder (for listings).
+    pub fn packs(&self) -> &[Pack] {
+        &self.packs
+    }
+
+    /// Compiles everything into an immutable redactor.
+    pub fn build(&self) -> Result<Redactor, Error> {
+        let defs = self.selected_rules()?;
+        let mut rules = Vec::with_capacity(defs.len());
+        for def in defs {
+            rules.push(CompiledRule::compile(def)?);
+        }
+        let mut ids: Vec<String> = rules.iter().map(|r| r.def.id.clone()).collect();
+        let mut special = |name: &str| -> usize {
+            ids.iter().position(|i| i == name).unwrap_or_else(|| {
+                ids.push(name.to_string());
+                ids.len() - 1
+            })
+        };
+        let known_id = special(KNOWN_VALUE_ID);
+        let pem_id = special(PRIVATE_KEY_BLOCK_ID);
+        let too_long_id = special(LINE_TOO_LONG_ID);
+
+        // Keyword automaton.
+        let mut keywords: Vec<String> = Vec::new();
+        let mut keyword_rules: Vec<Vec<u32>> = Vec::new();
+        let mut structural_hirs: Vec<Hir> = Vec::new();
+        let mut structural_rules: Vec<u32> = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            if r.def.keywords.is_empty() {
+                structural_hirs.push(r.hir.clone());
+                structural_rules.push(i as u32);
+                continue;
+            }
+            for k in &r.def.keywords {
+                let k = k.to_ascii_lowercase();
+                match keywords.iter().position(|x| *x == k) {
+                    Some(p) => {
+                        if !keyword_rules[p].contains(&(i as u32)) {
+                            keyword_rules[p].push(i as u32)
+                        }
+                    }
+                    None => {
+                        keywords.push(k);
+                        keyword_rules.push(vec![i as u32]);
+                    }
+                }
+            }
+        }
+        let keyword_ac = if keywords.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&keywords)
+                    .or_else(|_| {
+                        AhoCorasick::builder()
+                            .ascii_case_insensitive(true)
+                            .match_kind(MatchKind::Standard)
+                            .build(&keywords)
+                    })
+                    .map_err(|e| Error::Compile {
+                        what: "keyword automaton".into(),
+                        message: e.to_string(),
+                    })?,
+            )
+        };
+        let structural = if structural_hirs.is_empty() {
+            None
+        } else {
+            Some(
+                meta::Builder::new()
+                    .configure(regex_config())
+                    .build_many_from_hir(&structural_hirs)
+                    .map_err(|e| Error::Compile {
+                        what: "structural rules".into(),
+                        message: e.to_string(),
+                    })?,
+            )
+        };
+        let known = build_known(self.known.iter().map(|(v, _)| v.as_slice()))?;
+        let overlap = rules
+            .iter()
+            .map(|r| r.max_len + r.context.as_ref().map_or(0, |c| c.1))
+            .max()
+            .unwrap_or(0)
+            .max(self.known.iter().map(|(v, _)| v.len() * 3).max().unwrap_or(0))
+            + 8;
+        let window = self.window.max(overlap * 4);
+        Ok(Redactor {
+            inner: Arc::new(Inner {
+                rules,
+                ids,
+                keyword_ac,
+                keyword_rules,
+                structural,
+                structural_rules,
+                known,
+                mask: self.mask.clone(),
+                known_id,
+                pem_id,
+                too_long_id,
+                window,
+                overlap,
+                max_line: self.max_line.max(window),
+            }),
+        })
+    }
+}
+
+/// Builds the exact automaton over values and all their encoded forms.
+pub(crate) fn build_known<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+) -> Result<Option<AhoCorasick>, Error> {
+    let mut forms: Vec<Vec<u8>> = values.flat_map(encoded_forms).collect();
+    if forms.is_empty() {
+        return Ok(None);
+    }
+    forms.sort();
+    forms.dedup();
+    AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(&forms)
+        .map(Some)
+        .map_err(|e| Error::Compile {
+            what: "known values".into(),
+            message: e.to_string(),
+        })
+}
+
+fn regex_config() -> meta::Config {
+    meta::Config::new()
+        .match_kind(regex_automata::MatchKind::LeftmostFirst)
+        .utf8_empty(false)
+}
+
+fn syntax_config() -> syntax::Config {
+    syntax::Config::new()
+        .unicode(false)
+        .utf8(false)
+        .multi_line(true)
+        .crlf(false)
+}
+
+/// One rule, compiled.
+pub(crate) struct CompiledRule {
+    pub(crate) def: RuleDef,
+    pub(crate) regex: meta::Regex,
+    hir: Hir,
+    /// Capture group index of `secret`, when the rule masks only part of its match.
+    pub(crate) secret_group: Option<usize>,
+    /// Longest match, or the cap for unbounded rules.
+    pub(crate) max_len: usize,
+    /// Context words automaton and window.
+    pub(crate) context: Option<(AhoCorasick, usize)>,
+}
+
+impl CompiledRule {
+    fn compile(def: RuleDef) -> Result<CompiledRule, Error> {
+        let err = |message: String| Error::Rule {
+            origin: def.origin.clone(),
+            id: def.id.clone(),
+            message,
+        };
+        let hir = regex_syntax::ParserBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .multi_line(true)
+            .build()
+            .parse(&def.regex)
+            .map_err(|e| err(format!("regex: {}", one_line(&e.to_string()))))?;
+        if hir.properties().minimum_len() == Some(0) {
+            return Err(err("regex can match the empty string".into()));
+        }
+        let hir = without_newline(hir);
+        let max_len = hir
+            .properties()
+            .maximum_len()
+            .unwrap_or(def.max_len.unwrap_or(UNBOUNDED_MAX_LEN))
+            .min(def.max_len.unwrap_or(usize::MAX));
+        let regex = meta::Builder::new()
+            .configure(regex_config())
+            .syntax(syntax_config())
+            .build_from_hir(&hir)
+            .map_err(|e| err(format!("regex: {}", one_line(&e.to_string()))))?;
+        let secret_group = regex.group_info().to_index(
+            regex_automata::PatternID::ZERO,
+            "secret",
+        );
+        let context = match &def.context {
+            None => None,
+            Some(c) => Some((
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .build(&c.words)
+                    .map_err(|e| err(format!("context: {e}")))?,
+                c.window,
+            )),
+        };
+        if let Validator::Entropy(x) = def.validator {
+            if !(0.0..=8.0).contains(&x) {
+                return Err(err("entropy threshold must be within 0..=8".into()));
+            }
+        }
+        Ok(CompiledRule {
+            def,
+            regex,
+            hir,
+            secret_group,
+            max_len,
+            context,
+        })
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Rewrites a pattern so that no match can span a line: every class loses `\n` and literals
+/// containing it can never match. Buffers of many lines can then be searched in one pass with
+/// exactly the matches a line-by-line search would give.
+fn without_newline(hir: Hir) -> Hir {
+    match hir.into_kind() {
+        HirKind::Empty => Hir::empty(),
+        HirKind::Literal(lit) => {
+            if lit.0.contains(&b'\n') {
+                Hir::fail()
+            } else {
+                Hir::literal(lit.0)
+            }
+        }
+        HirKind::Class(Class::Bytes(mut c)) => {
+            let nl = regex_syntax::hir::ClassBytes::new([ClassBytesRange::new(b'\n', b'\n')]);
+            c.difference(&nl);
+            Hir::class(Class::Bytes(c))
+        }
+        HirKind::Class(Class::Unicode(mut c)) => {
+            let nl = regex_syntax::hir::ClassUnicode::new([
+                regex_syntax::hir::ClassUnicodeRange::new('\n', '\n'),
+            ]);
+            c.difference(&nl);
+            Hir::class(Class::Unicode(c))
+        }
+        HirKind::Look(l) => Hir::look(l),
+        HirKind::Repetition(r) => Hir::repetition(Repetition {
+            min: r.min,
+            max: r.max,
+            greedy: r.greedy,
+            sub: Box::new(without_newline(*r.sub)),
+        }),
+        HirKind::Capture(mut c) => {
+            c.sub = Box::new(without_newline(*c.sub));
+            Hir::capture(c)
+        }
+        HirKind::Concat(subs) => Hir::concat(subs.into_iter().map(without_newline).collect()),
+        HirKind::Alternation(subs) => {
+            Hir::alternation(subs.into_iter().map(without_newline).collect())
+        }
+    }
+}
+
+/// The compiled, immutable redactor. Cheap to clone (an `Arc`), `Send + Sync`.
+#[derive(Clone)]
+pub struct Redactor {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) rules: Vec<CompiledRule>,
+    /// Rule ids, then the special ids (known values, key blocks, line-too-long).
+    pub(crate) ids: Vec<String>,
+    pub(crate) keyword_ac: Option<AhoCorasick>,
+    pub(crate) keyword_rules: Vec<Vec<u32>>,
+    pub(crate) structural: Option<meta::Regex>,
+    pub(crate) structural_rules: Vec<u32>,
+    pub(crate) known: Option<AhoCorasick>,
+    pub(crate) mask: MaskStyle,
+    pub(crate) known_id: usize,
+    pub(crate) pem_id: usize,
+    pub(crate) too_long_id: usize,
+    pub(crate) window: usize,
+    pub(crate) overlap: usize,
+    pub(crate) max_line: usize,
+}
+
+/// A rule as seen from outside (listings, stats).
+#[derive(Clone, Debug)]
+pub struct RuleInfo {
+    /// Id.
+    pub id: String,
+    /// Category, `None` for engine-internal ids (known values, key blocks).
+    pub category: Option<Category>,
+    /// Pack name.
+    pub pack: String,
+    /// Description.
+    pub description: String,
+}
+
+impl Redactor {
+    /// Every id a mask can carry, indexed like [`crate::Counts`].
+    pub fn ids(&self) -> &[String] {
+        &self.inner.ids
+    }
+
+    /// The compiled rules.
+    pub fn rules(&self) -> Vec<RuleInfo> {
+        self.inner
+            .rules
+            .iter()
+            .map(|r| RuleInfo {
+                id: r.def.id.clone(),
+                category: Some(r.def.category),
+                pack: r.def.pack.clone(),
+                description: r.def.description.clone(),
+            })
+            .collect()
+    }
+
+    /// Bytes of overlap between windows of an over-long line (longest bounded match).
+    pub fn overlap(&self) -> usize {
+        self.inner.overlap
+    }
+
+    /// Window size for over-long lines.
+    pub fn window(&self) -> usize {
+        self.inner.window
+    }
+
+    /// The hard line limit.
+    pub fn max_line_bytes(&self) -> usize {
+        self.inner.max_line
+    }
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor")
+            .field("rules", &self.inner.rules.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newline_is_removed_from_classes() {
+        let hir = regex_syntax::ParserBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .build()
+            .parse(r"a\sb")
+            .unwrap();
+        let re = meta::Builder::new()
+            .syntax(syntax_config())
+            .build_from_hir(&without_newline(hir))
+            .unwrap();
+        assert!(re.is_match("a b"));
+        assert!(!re.is_match("a\nb"));
+    }
+
+    #[test]
+    fn redactor_is_send_sync() {
+        fn check<T: Send + Sync + Clone>() {}
+        check::<Redactor>();
+    }
+}
+
+/// A rule example that did not behave as its rule says.
+#[derive(Clone, Debug)]
+pub struct ExampleFailure {
+    /// Rule id.
+    pub id: String,
+    /// `file:line` of the rule.
+    pub origin: String,
+    /// True for a `match` example that was not masked, false for a `no_match` one that was.
+    pub expected_match: bool,
+    /// The example text.
+    pub example: String,
+    /// What came out.
+    pub output: String,
+}
+
+/// Runs every rule's own examples through a redactor holding only that rule. Returns the
+/// failures (empty when all pass); a rule that does not compile is an error.
+pub fn check_examples(defs: &[RuleDef]) -> Result<Vec<ExampleFailure>, Error> {
+    let mut failures = Vec::new();
+    for def in defs {
+        let mut b = RedactorBuilder::empty();
+        b.packs.push(Pack {
+            name: def.pack.clone(),
+            default: true,
+            description: None,
+            rules: vec![def.clone()],
+        });
+        let r = b.build()?;
+        let idx = r.ids().iter().position(|i| *i == def.id).unwrap_or(0);
+        let cases = def
+            .examples_match
+            .iter()
+            .map(|e| (true, e))
+            .chain(def.examples_no_match.iter().map(|e| (false, e)));
+        for (expected_match, example) in cases {
+            let (out, counts) = r.redact_all(example.as_bytes());
+            let masked = counts.0.get(idx).copied().unwrap_or(0) > 0;
+            if masked != expected_match {
+                failures.push(ExampleFailure {
+                    id: def.id.clone(),
+                    origin: def.origin.clone(),
+                    expected_match,
+                    example: example.clone(),
+                    output: String::from_utf8_lossy(&out).into_owned(),
+                });
+            }
+        }
+    }
+    Ok(failures)
+}

@@ -1,0 +1,389 @@
+//! Finding sensitive spans in a buffer of whole lines, and writing the masked output.
+//!
+//! The work per buffer is: one Aho-Corasick pass for keywords (each hit schedules its rules'
+//! regexes on a small region around it, merged per rule so a region is searched once), one
+//! multi-pattern pass for structural rules, one exact pass for known values. Validators and
+//! context checks run only on candidates. A clean buffer allocates nothing.
+
+use aho_corasick::AhoCorasick;
+use regex_automata::util::captures::Captures;
+use regex_automata::{meta, Anchored, Input};
+
+use crate::compile::{CompiledRule, Inner, Redactor};
+use crate::view::view;
+
+/// A half-open byte range to mask and the id index it is reported under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Span {
+    pub start: usize,
+    pub end: usize,
+    pub id: u32,
+}
+
+/// Per-thread mutable state: regex caches and reusable buffers. Create one per thread with
+/// [`Redactor::scratch`]; it is never shared, so the hot path takes no lock.
+pub struct Scratch {
+    pub(crate) spans: Vec<Span>,
+    pub(crate) view_buf: Vec<u8>,
+    caches: Vec<meta::Cache>,
+    captures: Vec<Option<Captures>>,
+    structural_cache: Option<meta::Cache>,
+    pending: Vec<Option<(usize, usize)>>,
+    touched: Vec<u32>,
+}
+
+/// Masks per id (rule ids, then `known-value`, `private-key-block`, `line-too-long`),
+/// indexed like [`Redactor::ids`]. Counts only, never values.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts(pub Vec<u64>);
+
+impl Counts {
+    /// Adds another set of counts (from a worker) into this one.
+    pub fn add(&mut self, other: &Counts) {
+        if self.0.len() < other.0.len() {
+            self.0.resize(other.0.len(), 0);
+        }
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a += b;
+        }
+    }
+
+    /// Total masks.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    pub(crate) fn bump(&mut self, id: u32) {
+        let i = id as usize;
+        if self.0.len() <= i {
+            self.0.resize(i + 1, 0);
+        }
+        self.0[i] += 1;
+    }
+
+    /// (id, count) pairs with a non-zero count.
+    pub fn nonzero<'a>(&'a self, r: &'a Redactor) -> impl Iterator<Item = (&'a str, u64)> + 'a {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(move |(i, &n)| (r.ids()[i].as_str(), n))
+    }
+}
+
+impl Redactor {
+    /// A fresh scratch space for one thread.
+    pub fn scratch(&self) -> Scratch {
+        let inner = &self.inner;
+        Scratch {
+            spans: Vec::new(),
+            view_buf: Vec::new(),
+            caches: inner.rules.iter().map(|r| r.regex.create_cache()).collect(),
+            captures: inner
+                .rules
+                .iter()
+                .map(|r| r.secret_group.map(|_| r.regex.create_captures()))
+                .collect(),
+            structural_cache: inner.structural.as_ref().map(|s| s.create_cache()),
+            pending: vec![None; inner.rules.len()],
+            touched: Vec::new(),
+        }
+    }
+
+    /// Redacts a buffer of whole lines (each ending in `\n`, except possibly the last) into
+    /// `out`, adding to `counts`. Stateless: no key-block tracking and no in-band masks; the
+    /// streaming [`crate::Stream`] adds those. `extra_known` is a second known-value automaton
+    /// (values registered in-band).
+    pub fn redact_lines(
+        &self,
+        scratch: &mut Scratch,
+        lines: &[u8],
+        extra_known: Option<&AhoCorasick>,
+        out: &mut Vec<u8>,
+        counts: &mut Counts,
+    ) {
+        scratch.spans.clear();
+        self.find_spans(scratch, lines, extra_known);
+        write_masked(&self.inner, lines, &mut scratch.spans, 0, lines.len(), out, counts);
+    }
+
+    /// Fills `scratch.spans` (unsorted, possibly overlapping) with every match in `hay`.
+    pub(crate) fn find_spans(
+        &self,
+        scratch: &mut Scratch,
+        hay: &[u8],
+        extra_known: Option<&AhoCorasick>,
+    ) {
+        let inner = &*self.inner;
+        let mut view_buf = std::mem::take(&mut scratch.view_buf);
+        let v = view(hay, &mut view_buf);
+        keyword_pass(inner, scratch, v);
+        structural_pass(inner, scratch, v);
+        for ac in inner.known.iter().chain(extra_known) {
+            for m in ac.find_iter(hay) {
+                scratch.spans.push(Span {
+                    start: m.start(),
+                    end: m.end(),
+                    id: inner.known_id as u32,
+                });
+            }
+        }
+        scratch.view_buf = view_buf;
+    }
+}
+
+fn line_bounds(v: &[u8], at: usize) -> (usize, usize) {
+    let start = memchr::memrchr(b'\n', &v[..at]).map_or(0, |p| p + 1);
+    let end = memchr::memchr(b'\n', &v[at..]).map_or(v.len(), |p| at + p);
+    (start, end)
+}
+
+fn keyword_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
+    let Some(ac) = &inner.keyword_ac else { return };
+    let mut line = (0usize, 0usize);
+    let mut have_line = false;
+    for hit in ac.find_overlapping_iter(v) {
+        if !have_line || hit.start() >= line.1 || hit.start() < line.0 {
+            line = line_bounds(v, hit.start());
+            have_line = true;
+        }
+        for &ri in &inner.keyword_rules[hit.pattern().as_usize()] {
+            let rule = &inner.rules[ri as usize];
+            let a = hit.start().saturating_sub(rule.max_len).max(line.0);
+            let b = (hit.end() + rule.max_len).min(line.1);
+            match &mut scratch.pending[ri as usize] {
+                Some((_, pb)) if a <= *pb => *pb = (*pb).max(b),
+                slot => {
+                    if let Some((pa, pb)) = slot.take() {
+                        search_rule(inner, ri, rule, scratch, v, pa, pb);
+                    } else {
+                        scratch.touched.push(ri);
+                    }
+                    scratch.pending[ri as usize] = Some((a, b));
+                }
+            }
+        }
+    }
+    let touched = std::mem::take(&mut scratch.touched);
+    for &ri in &touched {
+        if let Some((a, b)) = scratch.pending[ri as usize].take() {
+            search_rule(inner, ri, &inner.rules[ri as usize], scratch, v, a, b);
+        }
+    }
+    scratch.touched = touched;
+    scratch.touched.clear();
+}
+
+/// Runs one rule's regex over `v[a..b]` (look-around may see outside) and records accepted
+/// matches.
+fn search_rule(
+    inner: &Inner,
+    ri: u32,
+    rule: &CompiledRule,
+    scratch: &mut Scratch,
+    v: &[u8],
+    a: usize,
+    b: usize,
+) {
+    let _ = inner;
+    let mut input = Input::new(v).range(a..b);
+    let cache = &mut scratch.caches[ri as usize];
+    loop {
+        let (ms, me, ss, se) = match (&mut scratch.captures[ri as usize], rule.secret_group) {
+            (Some(caps), Some(g)) => {
+                rule.regex.search_captures_with(cache, &input, caps);
+                let Some(m) = caps.get_match() else { break };
+                match caps.get_group(g) {
+                    Some(s) => (m.start(), m.end(), s.start, s.end),
+                    None => (m.start(), m.end(), m.end(), m.end()),
+                }
+            }
+            _ => {
+                let Some(m) = rule.regex.search_with(cache, &input) else {
+                    break;
+                };
+                (m.start(), m.end(), m.start(), m.end())
+            }
+        };
+        if ss < se && accept(rule, v, ms, me, ss, se) {
+            scratch.spans.push(Span {
+                start: ss,
+                end: se,
+                id: ri,
+            });
+        }
+        let next = if me > ms { me } else { ms + 1 };
+        if next >= b {
+            break;
+        }
+        input.set_start(next);
+    }
+}
+
+/// Validator and context checks on a candidate (match `ms..me`, masked part `ss..se`).
+fn accept(rule: &CompiledRule, v: &[u8], ms: usize, me: usize, ss: usize, se: usize) -> bool {
+    if !rule.def.validator.check(&v[ss..se]) {
+        return false;
+    }
+    if let Some((ac, window)) = &rule.context {
+        let (ls, le) = line_bounds(v, ms);
+        let a = ms.saturating_sub(*window).max(ls);
+        let b = (me + window).min(le);
+        if ac.find(&v[a..b]).is_none() {
+            return false;
+        }
+    }
+    true
+}
+
+fn structural_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
+    let Some(re) = &inner.structural else { return };
+    let Some(mut cache) = scratch.structural_cache.take() else {
+        return;
+    };
+    let mut input = Input::new(v);
+    let npat = inner.structural_rules.len();
+    while let Some(m) = re.search_with(&mut cache, &input) {
+        let mut found = structural_candidate(inner, scratch, v, m.pattern().as_usize(), m.start());
+        if found.is_none() {
+            // The preferred pattern failed validation here; another one may still match at
+            // the same start (a card number that is not a phone number...).
+            let mut anchored = Input::new(v)
+                .range(m.start()..v.len())
+                .anchored(Anchored::Yes);
+            for pid in 0..npat {
+                if pid == m.pattern().as_usize() {
+                    continue;
+                }
+                anchored = anchored.anchored(Anchored::Pattern(regex_automata::PatternID::must(pid)));
+                if re.search_with(&mut cache, &anchored).is_some() {
+                    found = structural_candidate(inner, scratch, v, pid, m.start());
+                    if found.is_some() {
+                        break;
+                    }
+                }
+            }
+        }
+        let next = match found {
+            Some(end) => end.max(m.start() + 1),
+            None => m.start() + 1,
+        };
+        if next >= v.len() {
+            break;
+        }
+        input.set_start(next);
+    }
+    scratch.structural_cache = Some(cache);
+}
+
+/// Re-runs structural pattern `pid`'s own regex anchored at `start` (for capture groups),
+/// checks it, and records it. Returns the match end when accepted.
+fn structural_candidate(
+    inner: &Inner,
+    scratch: &mut Scratch,
+    v: &[u8],
+    pid: usize,
+    start: usize,
+) -> Option<usize> {
+    let ri = inner.structural_rules[pid];
+    let rule = &inner.rules[ri as usize];
+    let input = Input::new(v).range(start..v.len()).anchored(Anchored::Yes);
+    let cache = &mut scratch.caches[ri as usize];
+    let (ms, me, ss, se) = match (&mut scratch.captures[ri as usize], rule.secret_group) {
+        (Some(caps), Some(g)) => {
+            rule.regex.search_captures_with(cache, &input, caps);
+            let m = caps.get_match()?;
+            let s = caps.get_group(g)?;
+            (m.start(), m.end(), s.start, s.end)
+        }
+        _ => {
+            let m = rule.regex.search_with(cache, &input)?;
+            (m.start(), m.end(), m.start(), m.end())
+        }
+    };
+    if ss < se && accept(rule, v, ms, me, ss, se) {
+        scratch.spans.push(Span {
+            start: ss,
+            end: se,
+            id: ri,
+        });
+        Some(me)
+    } else {
+        None
+    }
+}
+
+/// Sorts and merges `spans`, then writes `hay[from..to]` to `out` with every span that
+/// intersects it masked. Spans are clipped to `from..to`. Returns nothing; counts each merged
+/// span once, under the id of its earliest part.
+pub(crate) fn write_masked(
+    inner: &Inner,
+    hay: &[u8],
+    spans: &mut Vec<Span>,
+    from: usize,
+    to: usize,
+    out: &mut Vec<u8>,
+    counts: &mut Counts,
+) {
+    if spans.is_empty() {
+        out.extend_from_slice(&hay[from..to]);
+        return;
+    }
+    merge(spans);
+    let mut pos = from;
+    for s in spans.iter() {
+        let (a, b) = (s.start.max(from), s.end.min(to));
+        if a >= b || a < pos {
+            continue;
+        }
+        out.extend_from_slice(&hay[pos..a]);
+        inner
+            .mask
+            .write(&inner.ids[s.id as usize], &hay[a..b], out);
+        counts.bump(s.id);
+        pos = b;
+    }
+    out.extend_from_slice(&hay[pos..to]);
+}
+
+/// Sorts spans by start and merges overlapping ones in place.
+pub(crate) fn merge(spans: &mut Vec<Span>) {
+    if spans.len() < 2 {
+        return;
+    }
+    spans.sort_unstable_by_key(|s| (s.start, std::cmp::Reverse(s.end)));
+    let mut w = 0;
+    for r in 1..spans.len() {
+        if spans[r].start < spans[w].end {
+            spans[w].end = spans[w].end.max(spans[r].end);
+        } else {
+            w += 1;
+            spans[w] = spans[r];
+        }
+    }
+    spans.truncate(w + 1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_overlaps_keeps_adjacent() {
+        let mut v = vec![
+            Span { start: 5, end: 9, id: 1 },
+            Span { start: 0, end: 3, id: 0 },
+            Span { start: 2, end: 4, id: 2 },
+            Span { start: 9, end: 10, id: 3 },
+        ];
+        merge(&mut v);
+        assert_eq!(
+            v,
+            vec![
+                Span { start: 0, end: 4, id: 0 },
+                Span { start: 5, end: 9, id: 1 },
+                Span { start: 9, end: 10, id: 3 },
+            ]
+        );
+    }
+}

@@ -1,0 +1,515 @@
+//! Streaming redaction with a fixed contract: the output depends only on the input bytes,
+//! never on how they were split into chunks.
+//!
+//! How that holds:
+//! - Whole lines are redacted as units. A line is held back until its newline arrives (or
+//!   [`Stream::finish`]), so a secret split across two reads is seen whole.
+//! - A line longer than the window is processed in windows whose positions depend only on
+//!   offsets within the line: every window is exactly `window` new bytes, searched together
+//!   with `overlap` bytes of history; only bytes that no later match can still reach are
+//!   emitted (the last `overlap` bytes wait for the next window).
+//! - Past the hard line limit the rest of the line is never emitted: a fixed marker takes its
+//!   place (fail closed), and the tail of the emitted part that could begin a secret is
+//!   withheld too.
+//! - Multi-line private keys (PEM, OpenSSH) are tracked line by line: after a `BEGIN ...
+//!   PRIVATE KEY` line every body line is masked until `END`, or until a line that cannot be
+//!   key body (a block cut off with no END line).
+//! - `::add-mask::VALUE` (GitHub Actions' in-band masking) registers VALUE for every later
+//!   byte, and the line itself comes out with VALUE masked.
+
+use aho_corasick::AhoCorasick;
+use memchr::memmem;
+
+use crate::compile::{build_known, Redactor};
+use crate::known::MIN_KNOWN_LEN;
+use crate::scan::{write_masked, Counts, Scratch, Span};
+use crate::view::view;
+
+const ADD_MASK: &[u8] = b"::add-mask::";
+const PRIVATE_KEY: &[u8] = b"PRIVATE KEY";
+/// A key body longer than this many lines is not a key; stop masking.
+const MAX_KEY_LINES: u32 = 1000;
+/// Cap on in-band registrations, so a hostile log cannot grow the automaton without bound.
+const MAX_INBAND_VALUES: usize = 10_000;
+
+/// Per-stream state around a shared [`Redactor`]: line assembly, key-block tracking, in-band
+/// masks and counters. One per input stream (a pipe, a file, a child's stderr).
+pub struct Stream {
+    r: Redactor,
+    scratch: Scratch,
+    counts: Counts,
+    /// `pending[..hist]` was already emitted (context for the next window); the rest is the
+    /// unprocessed part of the current line.
+    pending: Vec<u8>,
+    hist: usize,
+    line_len: usize,
+    windowed: bool,
+    discarding: bool,
+    in_key: bool,
+    key_lines: u32,
+    inband: Vec<Vec<u8>>,
+    inband_ac: Option<AhoCorasick>,
+    inband_overlap: usize,
+    inband_refused: u64,
+    lines: u64,
+    finder_mask: memmem::Finder<'static>,
+    finder_key: memmem::Finder<'static>,
+}
+
+impl Redactor {
+    /// A new stream over this redactor.
+    pub fn stream(&self) -> Stream {
+        Stream {
+            r: self.clone(),
+            scratch: self.scratch(),
+            counts: Counts(vec![0; self.ids().len()]),
+            pending: Vec::new(),
+            hist: 0,
+            line_len: 0,
+            windowed: false,
+            discarding: false,
+            in_key: false,
+            key_lines: 0,
+            inband: Vec::new(),
+            inband_ac: None,
+            inband_overlap: 0,
+            inband_refused: 0,
+            lines: 0,
+            finder_mask: memmem::Finder::new(ADD_MASK),
+            finder_key: memmem::Finder::new(PRIVATE_KEY),
+        }
+    }
+
+    /// Redacts a complete input in one call (the reference the streaming contract is tested
+    /// against). Returns the output and the counts.
+    pub fn redact_all(&self, input: &[u8]) -> (Vec<u8>, Counts) {
+        let mut s = self.stream();
+        let mut out = Vec::with_capacity(input.len() + input.len() / 8);
+        s.push(input, &mut out);
+        s.finish(&mut out);
+        (out, s.counts)
+    }
+}
+
+impl Stream {
+    /// Masks so far, per id (see [`Redactor::ids`]).
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// The redactor behind this stream.
+    pub fn redactor(&self) -> &Redactor {
+        &self.r
+    }
+
+    /// In-band `::add-mask::` values refused as too short (each was still masked on its own
+    /// line, but not registered).
+    pub fn inband_refused(&self) -> u64 {
+        self.inband_refused
+    }
+
+    /// Complete lines seen so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// True when no partial line is buffered, so nothing is being held back.
+    pub fn at_line_start(&self) -> bool {
+        self.pending.is_empty() && !self.windowed && !self.discarding
+    }
+
+    /// True when the stream has no state that makes lines depend on earlier lines (no open
+    /// key block, no in-band masks, no partial line): a caller may then redact whole-line
+    /// blocks with [`Redactor::redact_lines`] in parallel, provided the blocks hold no
+    /// `PRIVATE KEY` or `::add-mask::` text and no line over the window.
+    pub fn is_stateless(&self) -> bool {
+        self.at_line_start() && !self.in_key && self.inband.is_empty()
+    }
+
+    /// Adds counts gathered by parallel workers on this stream's behalf.
+    pub fn add_counts(&mut self, c: &Counts, lines: u64) {
+        self.counts.add(c);
+        self.lines += lines;
+    }
+
+    /// Feeds a chunk; appends to `out` every line completed by it, redacted (and, for an
+    /// over-long line, the windows that became final).
+    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<u8>) {
+        while !data.is_empty() {
+            if self.at_line_start() {
+                let take = self.complete_prefix(data);
+                if take > 0 {
+                    self.process_lines(&data[..take], out);
+                    data = &data[take..];
+                    continue;
+                }
+            }
+            match memchr::memchr(b'\n', data) {
+                Some(i) => {
+                    self.feed_partial(&data[..i], out);
+                    self.end_line(true, out);
+                    data = &data[i + 1..];
+                }
+                None => {
+                    self.feed_partial(data, out);
+                    data = &[];
+                }
+            }
+        }
+    }
+
+    /// Ends the input: redacts and appends a last line that had no newline (none is added).
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if !self.at_line_start() {
+            self.end_line(false, out);
+        }
+    }
+
+    /// Length of the longest prefix of `data` made of complete lines, none over the window.
+    pub fn complete_prefix(&self, data: &[u8]) -> usize {
+        let window = self.r.inner.window;
+        let (mut pos, mut end) = (0, 0);
+        while pos < data.len() {
+            let limit = data.len().min(pos + window + 1);
+            match memchr::memrchr(b'\n', &data[pos..limit]) {
+                Some(i) => {
+                    end = pos + i + 1;
+                    pos = end;
+                }
+                None => break,
+            }
+        }
+        end
+    }
+
+    fn overlap(&self) -> usize {
+        self.r.inner.overlap.max(self.inband_overlap)
+    }
+
+    /// Appends bytes of the current line (no newline among them), processing full windows.
+    fn feed_partial(&mut self, mut bytes: &[u8], out: &mut Vec<u8>) {
+        let window = self.r.inner.window;
+        let max_line = self.r.inner.max_line;
+        while !bytes.is_empty() {
+            if self.discarding {
+                return;
+            }
+            if self.line_len == max_line {
+                self.overflow(out);
+                return;
+            }
+            let room = window - (self.pending.len() - self.hist);
+            let n = bytes.len().min(room).min(max_line - self.line_len);
+            self.pending.extend_from_slice(&bytes[..n]);
+            self.line_len += n;
+            bytes = &bytes[n..];
+            if self.pending.len() - self.hist == window {
+                self.process_window(out);
+            }
+        }
+    }
+
+    /// Emits the final part of one window of an over-long line.
+    fn process_window(&mut self, out: &mut Vec<u8>) {
+        let overlap = self.overlap();
+        let hay = std::mem::take(&mut self.pending);
+        self.scratch.spans.clear();
+        self.r
+            .find_spans(&mut self.scratch, &hay, self.inband_ac.as_ref());
+        let c = hay.len() - overlap.min(hay.len() - self.hist);
+        let commit = self
+            .scratch
+            .spans
+            .iter()
+            .filter(|s| s.start < c)
+            .map(|s| s.end)
+            .fold(c, usize::max);
+        write_masked(
+            &self.r.inner,
+            &hay,
+            &mut self.scratch.spans,
+            self.hist,
+            commit,
+            out,
+            &mut self.counts,
+        );
+        let keep = overlap.min(commit);
+        self.pending = hay;
+        self.pending.drain(..commit - keep);
+        self.hist = keep;
+        self.windowed = true;
+    }
+
+    /// The line passed the hard limit: emit what is certainly safe, then the marker; drop
+    /// the rest of the line.
+    fn overflow(&mut self, out: &mut Vec<u8>) {
+        let overlap = self.overlap();
+        let hay = std::mem::take(&mut self.pending);
+        self.scratch.spans.clear();
+        self.r
+            .find_spans(&mut self.scratch, &hay, self.inband_ac.as_ref());
+        // Withhold the last `overlap` bytes: they may begin a secret that continues past the
+        // limit, where it can no longer be seen whole.
+        let c = hay.len() - overlap.min(hay.len() - self.hist);
+        let commit = self
+            .scratch
+            .spans
+            .iter()
+            .filter(|s| s.start < c)
+            .map(|s| s.end)
+            .fold(c, usize::max);
+        write_masked(
+            &self.r.inner,
+            &hay,
+            &mut self.scratch.spans,
+            self.hist,
+            commit,
+            out,
+            &mut self.counts,
+        );
+        let id = self.r.inner.too_long_id;
+        self.r
+            .inner
+            .mask
+            .write(&self.r.inner.ids[id], b"", out);
+        self.counts.bump(id as u32);
+        self.pending = hay;
+        self.pending.clear();
+        self.hist = 0;
+        self.discarding = true;
+        self.in_key = false;
+    }
+
+    /// The current line ended (with a newline, or at end of input).
+    fn end_line(&mut self, newline: bool, out: &mut Vec<u8>) {
+        if self.discarding {
+            if newline {
+                out.push(b'\n');
+            }
+        } else if !self.windowed {
+            let mut line = std::mem::take(&mut self.pending);
+            if newline {
+                line.push(b'\n');
+            }
+            self.process_lines(&line, out);
+            line.clear();
+            self.pending = line;
+        } else {
+            let hay = std::mem::take(&mut self.pending);
+            self.scratch.spans.clear();
+            self.r
+                .find_spans(&mut self.scratch, &hay, self.inband_ac.as_ref());
+            write_masked(
+                &self.r.inner,
+                &hay,
+                &mut self.scratch.spans,
+                self.hist,
+                hay.len(),
+                out,
+                &mut self.counts,
+            );
+            if newline {
+                out.push(b'\n');
+            }
+            self.pending = hay;
+            self.in_key = false;
+        }
+        self.lines += u64::from(self.discarding || self.windowed);
+        self.pending.clear();
+        self.hist = 0;
+        self.line_len = 0;
+        self.windowed = false;
+        self.discarding = false;
+    }
+
+    /// Redacts whole lines (the last may lack its newline), handling key blocks and in-band
+    /// masks, which make a line depend on the lines before it.
+    fn process_lines(&mut self, block: &[u8], out: &mut Vec<u8>) {
+        self.lines += memchr::memchr_iter(b'\n', block).count() as u64
+            + u64::from(block.last().is_some_and(|&b| b != b'\n'));
+        let mut pos = 0;
+        let mut next_mask = None::<Option<usize>>;
+        let mut next_key = None::<Option<usize>>;
+        while pos < block.len() {
+            if self.in_key {
+                let end = line_end(block, pos);
+                if self.key_line(&block[pos..end], out) {
+                    pos = end;
+                }
+                continue;
+            }
+            // Next occurrence of either marker, cached until passed.
+            if next_mask.is_some_and(|p| p.is_some_and(|p| p < pos)) {
+                next_mask = None;
+            }
+            if next_key.is_some_and(|p| p.is_some_and(|p| p < pos)) {
+                next_key = None;
+            }
+            let m = *next_mask
+                .get_or_insert_with(|| self.finder_mask.find(&block[pos..]).map(|i| pos + i));
+            let k = *next_key
+                .get_or_insert_with(|| self.finder_key.find(&block[pos..]).map(|i| pos + i));
+            let Some(hit) = m.into_iter().chain(k).min() else {
+                self.plain(&block[pos..], out);
+                break;
+            };
+            let ls = memchr::memrchr(b'\n', &block[pos..hit]).map_or(pos, |i| pos + i + 1);
+            if ls > pos {
+                self.plain(&block[pos..ls], out);
+            }
+            let le = line_end(block, hit);
+            self.special_line(&block[ls..le], out);
+            pos = le;
+        }
+    }
+
+    fn plain(&mut self, lines: &[u8], out: &mut Vec<u8>) {
+        self.r.redact_lines(
+            &mut self.scratch,
+            lines,
+            self.inband_ac.as_ref(),
+            out,
+            &mut self.counts,
+        );
+    }
+
+    /// Redacts one line with an extra span to mask.
+    fn line_with(&mut self, line: &[u8], extra: Option<Span>, out: &mut Vec<u8>) {
+        self.scratch.spans.clear();
+        self.r
+            .find_spans(&mut self.scratch, line, self.inband_ac.as_ref());
+        self.scratch.spans.extend(extra);
+        write_masked(
+            &self.r.inner,
+            line,
+            &mut self.scratch.spans,
+            0,
+            line.len(),
+            out,
+            &mut self.counts,
+        );
+    }
+
+    /// A line holding `::add-mask::` or `PRIVATE KEY`.
+    fn special_line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        let mut extra = None;
+        if let Some(i) = self.finder_mask.find(line) {
+            let start = i + ADD_MASK.len();
+            let end = trim_end(line, start);
+            if end > start {
+                let value = &line[start..end];
+                if value.len() >= MIN_KNOWN_LEN {
+                    self.register(value);
+                } else {
+                    self.inband_refused += 1;
+                }
+                // Masked on this line even when too short to register: it was meant secret.
+                extra = Some(Span {
+                    start,
+                    end,
+                    id: self.r.inner.known_id as u32,
+                });
+            }
+        }
+        let opens_key = memmem::find(line, b"-----BEGIN").is_some_and(|b| {
+            let rest = &line[b..];
+            memmem::find(rest, PRIVATE_KEY).is_some() && memmem::find(rest, b"-----END").is_none()
+        });
+        self.line_with(line, extra, out);
+        if opens_key {
+            self.in_key = true;
+            self.key_lines = 0;
+        }
+    }
+
+    fn register(&mut self, value: &[u8]) {
+        if self.inband.len() >= MAX_INBAND_VALUES || self.inband.iter().any(|v| v == value) {
+            return;
+        }
+        self.inband.push(value.to_vec());
+        self.inband_overlap = self.inband_overlap.max(value.len() * 3 + 8);
+        // Building cannot fail for plain literals under the default size limits; if it ever
+        // did, keeping the previous automaton would leak the value, so mask nothing less:
+        // fall back to the raw value alone.
+        self.inband_ac = build_known(self.inband.iter().map(|v| v.as_slice()))
+            .ok()
+            .flatten()
+            .or_else(|| AhoCorasick::new(&self.inband).ok());
+    }
+
+    /// A line inside a key block. Returns false when the line cannot be key body: the block
+    /// has ended (cut off with no END line) and the line must be processed normally.
+    fn key_line(&mut self, line: &[u8], out: &mut Vec<u8>) -> bool {
+        let mut vbuf = std::mem::take(&mut self.scratch.view_buf);
+        let v = view(line, &mut vbuf);
+        let body_end = trim_end(v, 0);
+        let result = if let Some(e) = memmem::find(v, b"-----END") {
+            let end = trim_end(&v[..e], 0);
+            let start = b64_run_start(v, end);
+            self.in_key = false;
+            Some((start < end).then_some((start, end)))
+        } else if body_end == 0 || is_key_header(&v[..body_end]) {
+            Some(None)
+        } else {
+            let start = b64_run_start(v, body_end);
+            let run = &v[start..body_end];
+            let looks_like_body = run.len() >= 16
+                || (!run.is_empty()
+                    && (run.iter().any(|b| b.is_ascii_digit() || b"+/=".contains(b))
+                        || (run.iter().any(u8::is_ascii_uppercase)
+                            && run.iter().any(u8::is_ascii_lowercase))));
+            if looks_like_body && self.key_lines < MAX_KEY_LINES {
+                self.key_lines += 1;
+                Some(Some((start, body_end)))
+            } else {
+                self.in_key = false;
+                None
+            }
+        };
+        self.scratch.view_buf = vbuf;
+        match result {
+            None => false,
+            Some(span) => {
+                let extra = span.map(|(start, end)| Span {
+                    start,
+                    end,
+                    id: self.r.inner.pem_id as u32,
+                });
+                self.line_with(line, extra, out);
+                true
+            }
+        }
+    }
+}
+
+fn line_end(block: &[u8], at: usize) -> usize {
+    memchr::memchr(b'\n', &block[at..]).map_or(block.len(), |i| at + i + 1)
+}
+
+/// End of `s[from..]` without trailing newline, CR and blanks.
+fn trim_end(s: &[u8], from: usize) -> usize {
+    let mut end = s.len();
+    while end > from && matches!(s[end - 1], b'\n' | b'\r' | b' ' | b'\t') {
+        end -= 1;
+    }
+    end
+}
+
+fn is_b64(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')
+}
+
+/// Start of the run of base64 characters ending at `end`.
+fn b64_run_start(v: &[u8], end: usize) -> usize {
+    let mut start = end;
+    while start > 0 && is_b64(v[start - 1]) {
+        start -= 1;
+    }
+    start
+}
+
+fn is_key_header(line: &[u8]) -> bool {
+    [&b"Proc-Type:"[..], b"DEK-Info:", b"Comment:"]
+        .iter()
+        .any(|h| memmem::find(line, h).is_some())
+}

@@ -1,0 +1,48 @@
+//! Every built-in rule carries at least five `match` and five `no_match` examples, and each
+//! behaves as stated when the rule runs alone.
+
+use logveil_patterns::rule::builtin_packs;
+
+#[test]
+fn every_builtin_rule_has_enough_examples() {
+    let packs = builtin_packs().expect("built-in packs parse");
+    let mut short = Vec::new();
+    let mut n = 0;
+    for p in &packs {
+        for r in &p.rules {
+            n += 1;
+            if r.examples_match.len() < 5 || r.examples_no_match.len() < 5 {
+                short.push(format!(
+                    "{} ({}): {} match / {} no_match",
+                    r.id,
+                    r.origin,
+                    r.examples_match.len(),
+                    r.examples_no_match.len()
+                ));
+            }
+        }
+    }
+    assert!(n >= 30, "only {n} built-in rules");
+    assert!(short.is_empty(), "rules with too few examples:\n{}", short.join("\n"));
+}
+
+#[test]
+fn every_builtin_example_behaves() {
+    let packs = builtin_packs().expect("built-in packs parse");
+    let defs: Vec<_> = packs.iter().flat_map(|p| p.rules.iter().cloned()).collect();
+    let failures = logveil_patterns::check_examples(&defs).expect("rules compile");
+    let report: Vec<String> = failures
+        .iter()
+        .map(|f| {
+            format!(
+                "{} ({}): expected {} for {:?}, got {:?}",
+                f.id,
+                f.origin,
+                if f.expected_match { "a mask" } else { "no mask" },
+                f.example,
+                f.output
+            )
+        })
+        .collect();
+    assert!(report.is_empty(), "{} failing examples:\n{}", report.len(), report.join("\n"));
+}

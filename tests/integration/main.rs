@@ -1,1 +1,5 @@
-fn main(){}
+//! Integration tests: run the built `logveil` binary as users do.
+
+mod cli;
+mod filter;
+mod util;

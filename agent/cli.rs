@@ -1,0 +1,289 @@
+//! Command line: flags are parsed and validated first, then turned into built objects
+//! (redactor, filter loop). Exit codes: 0 success or broken pipe, 1 runtime error, 2 usage or
+//! configuration error.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use logveil_patterns::{rule::parse_pack, Counts, Redactor, RedactorBuilder};
+
+use crate::filter::{self, FilterError};
+use crate::redact_opts::RedactOpts;
+use crate::run_cmd;
+
+/// Stops secrets and patient data from leaving CI/CD logs.
+#[derive(Parser, Debug)]
+#[command(name = "logveil", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Redact stdin to stdout, line by line.
+    Filter {
+        #[command(flatten)]
+        redact: RedactOpts,
+        /// Worker threads for large inputs (default: all cores).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+        /// Print per-rule mask counts to stderr at the end (never values).
+        #[arg(long)]
+        stats: bool,
+    },
+    /// Run a command with its stdout and stderr redacted; exit with its exit code.
+    Run {
+        #[command(flatten)]
+        redact: RedactOpts,
+        /// Print per-rule mask counts to stderr at the end.
+        #[arg(long)]
+        stats: bool,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true, value_name = "CMD")]
+        argv: Vec<String>,
+    },
+    /// List or test rules.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesCmd {
+    /// List every rule: id, category, pack, whether it is on by default.
+    List {
+        #[command(flatten)]
+        redact: RedactOpts,
+    },
+    /// Check a rule file: it parses, compiles, and each rule's examples behave.
+    Test {
+        /// The TOML rule pack.
+        file: PathBuf,
+    },
+}
+
+/// Entry point used by `main`.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match cli.command {
+        Cmd::Filter {
+            redact,
+            threads,
+            stats,
+        } => cmd_filter(&redact, threads, stats),
+        Cmd::Run {
+            redact,
+            stats,
+            argv,
+        } => cmd_run(&redact, &argv, stats),
+        Cmd::Rules {
+            cmd: RulesCmd::List { redact },
+        } => cmd_rules_list(&redact),
+        Cmd::Rules {
+            cmd: RulesCmd::Test { file },
+        } => cmd_rules_test(&file),
+    }
+}
+
+fn build(redact: &RedactOpts) -> Result<Redactor, ExitCode> {
+    redact.build().map_err(|e| {
+        eprintln!("logveil: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn print_stats(r: &Redactor, counts: &Counts, lines: Option<u64>) {
+    let mut err = io::stderr().lock();
+    if let Some(l) = lines {
+        let _ = writeln!(err, "logveil: {l} lines, {} masks", counts.total());
+    } else {
+        let _ = writeln!(err, "logveil: {} masks", counts.total());
+    }
+    let mut rows: Vec<(&str, u64)> = counts.nonzero(r).collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    for (id, n) in rows {
+        let _ = writeln!(err, "  {id:<32} {n}");
+    }
+}
+
+fn cmd_filter(redact: &RedactOpts, threads: Option<usize>, stats: bool) -> ExitCode {
+    let r = match build(redact) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    // Raw stdout: our own buffering decides when bytes leave (after every read).
+    let stdout = io::stdout();
+    let result = filter::run(&r, &mut io::stdin().lock(), RawOut(&stdout), threads);
+    match result {
+        Ok(s) => {
+            if stats {
+                print_stats(&r, &s.counts, Some(s.lines));
+                if s.inband_refused > 0 {
+                    eprintln!(
+                        "logveil: {} ::add-mask:: values shorter than {} bytes were masked on their line but not registered",
+                        s.inband_refused,
+                        logveil_patterns::MIN_KNOWN_LEN
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(FilterError::Write(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("logveil: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Writes straight to the stdout file descriptor (std's stdout is line-buffered, which would
+/// add a copy and a syscall per line).
+struct RawOut<'a>(&'a io::Stdout);
+
+impl Write for RawOut<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let fd = self.0.as_raw_fd();
+        // SAFETY: writing from a valid buffer to our own stdout descriptor.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn cmd_run(redact: &RedactOpts, argv: &[String], stats: bool) -> ExitCode {
+    let r = match build(redact) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    match run_cmd::run(&r, argv) {
+        Ok(o) => {
+            if stats {
+                print_stats(&r, &o.counts, None);
+            }
+            if let Some(e) = &o.stream_error {
+                if !matches!(e, FilterError::Write(w) if w.kind() == io::ErrorKind::BrokenPipe) {
+                    eprintln!("logveil: {e}");
+                }
+            }
+            use std::os::unix::process::ExitStatusExt;
+            let code = match (o.status.code(), o.status.signal()) {
+                (Some(c), _) => c,
+                (None, Some(sig)) => 128 + sig,
+                _ => 1,
+            };
+            ExitCode::from(code.clamp(0, 255) as u8)
+        }
+        Err(e) => {
+            eprintln!("logveil: {e}");
+            ExitCode::from(127)
+        }
+    }
+}
+
+fn cmd_rules_list(redact: &RedactOpts) -> ExitCode {
+    let r = match build(redact) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let active: Vec<String> = r.rules().into_iter().map(|i| i.id).collect();
+    let mut b = RedactorBuilder::new();
+    for p in &redact.rules {
+        if let Ok(t) = std::fs::read_to_string(p) {
+            let _ = b.add_rules_toml(&p.display().to_string(), &t);
+        }
+    }
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{:<28} {:<7} {:<10} {:<4} description", "id", "cat", "pack", "on");
+    for pack in b.packs() {
+        for rule in &pack.rules {
+            let on = if active.contains(&rule.id) { "yes" } else { "no" };
+            if writeln!(
+                out,
+                "{:<28} {:<7} {:<10} {:<4} {}",
+                rule.id,
+                rule.category.as_str(),
+                pack.name,
+                on,
+                rule.description
+            )
+            .is_err()
+            {
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn cmd_rules_test(file: &PathBuf) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("logveil: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let name = file.display().to_string();
+    let pack = match parse_pack(&name, &name, &text) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("logveil: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let failures = match logveil_patterns::check_examples(&pack.rules) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("logveil: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let n: usize = pack
+        .rules
+        .iter()
+        .map(|r| r.examples_match.len() + r.examples_no_match.len())
+        .sum();
+    for f in &failures {
+        println!(
+            "FAIL {} ({}): expected {} in {:?}, got {:?}",
+            f.id,
+            f.origin,
+            if f.expected_match { "a mask" } else { "no mask" },
+            f.example,
+            f.output
+        );
+    }
+    println!(
+        "{} rules, {} examples: {} passed, {} failed",
+        pack.rules.len(),
+        n,
+        n - failures.len(),
+        failures.len()
+    );
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,187 @@
+//! The stdin → stdout filter loop (synchronous: std I/O plus scoped threads).
+//!
+//! Latency: after every read that leaves the input momentarily empty, whatever complete
+//! lines are buffered are redacted and written at once, so a live CI log never waits in a
+//! buffer. Throughput: while input keeps coming, reads accumulate up to a large block that is
+//! split at newlines and redacted on all threads, with output kept in order. Both paths give
+//! the same bytes: the parallel path is used only where no line depends on an earlier one.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+
+use logveil_patterns::{Counts, Redactor, Scratch, Stream};
+
+/// Largest block read before redacting (bigger blocks amortise thread hand-offs).
+const BLOCK: usize = 4 << 20;
+/// Below this, splitting over threads costs more than it saves.
+const PARALLEL_MIN: usize = 256 << 10;
+
+/// Where a filter run failed: reading (exit 1) or writing (exit 0 on a broken pipe).
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    /// Reading the input failed; the unread rest was not emitted.
+    #[error("reading input: {0}")]
+    Read(io::Error),
+    /// Writing the output failed.
+    #[error("writing output: {0}")]
+    Write(io::Error),
+}
+
+/// What a finished run saw.
+#[derive(Debug, Default)]
+pub struct FilterSummary {
+    /// Masks per id.
+    pub counts: Counts,
+    /// Lines processed.
+    pub lines: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// In-band mask values refused as too short.
+    pub inband_refused: u64,
+}
+
+/// True when a read on `fd` would not block (or the fd is not pollable, e.g. a regular
+/// file, which is always ready).
+fn input_ready(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let r = unsafe { libc::poll(&mut p, 1, 0) };
+    r != 0
+}
+
+/// Redacts `input` to `output` until end of input.
+pub fn run<R: Read + AsRawFd, W: Write>(
+    redactor: &Redactor,
+    input: &mut R,
+    mut output: W,
+    threads: usize,
+) -> Result<FilterSummary, FilterError> {
+    let threads = threads.max(1);
+    let fd = input.as_raw_fd();
+    let mut stream = redactor.stream();
+    let mut scratches: Vec<Scratch> = if threads > 1 {
+        (0..threads).map(|_| redactor.scratch()).collect()
+    } else {
+        Vec::new()
+    };
+    let mut buf = vec![0u8; if threads > 1 { BLOCK } else { BLOCK / 4 }];
+    let mut out = Vec::with_capacity(buf.len() + buf.len() / 4);
+    let mut filled = 0;
+    let mut bytes = 0u64;
+    loop {
+        let mut eof = false;
+        loop {
+            match input.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    filled += n;
+                    bytes += n as u64;
+                    if filled == buf.len() || !input_ready(fd) {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Lines already complete are safe to emit; a partial line is withheld.
+                    process(redactor, &mut stream, &mut scratches, &buf[..filled], &mut out, true);
+                    let _ = output.write_all(&out);
+                    return Err(FilterError::Read(e));
+                }
+            }
+        }
+        let kept = process(redactor, &mut stream, &mut scratches, &buf[..filled], &mut out, eof);
+        buf.copy_within(filled - kept..filled, 0);
+        filled = kept;
+        if eof {
+            stream.finish(&mut out);
+        }
+        if !out.is_empty() {
+            output.write_all(&out).map_err(FilterError::Write)?;
+            output.flush().map_err(FilterError::Write)?;
+            out.clear();
+        }
+        if eof {
+            break;
+        }
+    }
+    Ok(FilterSummary {
+        counts: stream.counts().clone(),
+        lines: stream.lines(),
+        bytes,
+        inband_refused: stream.inband_refused(),
+    })
+}
+
+/// Redacts what can be redacted now; returns how many trailing bytes of `data` it left for
+/// the next round (a partial line kept in our buffer so the next block can go parallel).
+fn process(
+    redactor: &Redactor,
+    stream: &mut Stream,
+    scratches: &mut [Scratch],
+    data: &[u8],
+    out: &mut Vec<u8>,
+    final_round: bool,
+) -> usize {
+    if scratches.is_empty() || data.len() < PARALLEL_MIN || !stream.is_stateless() || final_round {
+        stream.push(data, out);
+        return 0;
+    }
+    let take = stream.complete_prefix(data);
+    if take == 0 {
+        stream.push(data, out);
+        return 0;
+    }
+    let block = &data[..take];
+    if memchr::memmem::find(block, b"PRIVATE KEY").is_some()
+        || memchr::memmem::find(block, b"::add-mask::").is_some()
+    {
+        stream.push(block, out);
+    } else {
+        parallel(redactor, stream, scratches, block, out);
+    }
+    data.len() - take
+}
+
+/// Splits whole lines into one part per thread and redacts them side by side.
+fn parallel(
+    redactor: &Redactor,
+    stream: &mut Stream,
+    scratches: &mut [Scratch],
+    block: &[u8],
+    out: &mut Vec<u8>,
+) {
+    let parts_n = scratches.len();
+    let mut bounds = vec![0usize];
+    for i in 1..parts_n {
+        let target = (block.len() * i / parts_n).max(*bounds.last().unwrap());
+        let cut = memchr::memchr(b'\n', &block[target..]).map_or(block.len(), |p| target + p + 1);
+        bounds.push(cut);
+    }
+    bounds.push(block.len());
+    let inband = stream.inband();
+    let mut results: Vec<(Vec<u8>, Counts)> = (0..parts_n)
+        .map(|i| (Vec::with_capacity(bounds[i + 1] - bounds[i] + 1024), Counts::default()))
+        .collect();
+    std::thread::scope(|s| {
+        let mut jobs = scratches.iter_mut().zip(results.iter_mut()).enumerate();
+        let (_, (scratch0, (o0, c0))) = jobs.next().unwrap();
+        for (i, (scratch, (o, c))) in jobs {
+            let part = &block[bounds[i]..bounds[i + 1]];
+            s.spawn(move || redactor.redact_lines(scratch, part, inband, o, c));
+        }
+        redactor.redact_lines(scratch0, &block[bounds[0]..bounds[1]], inband, o0, c0);
+    });
+    let lines = memchr::memchr_iter(b'\n', block).count() as u64;
+    for (o, c) in &results {
+        out.extend_from_slice(o);
+        stream.add_counts(c, 0);
+    }
+    stream.add_counts(&Counts::default(), lines);
+}

@@ -207,8 +207,13 @@ impl RedactorBuilder {
         let mut keyword_rules: Vec<Vec<u32>> = Vec::new();
         let mut structural_hirs: Vec<Hir> = Vec::new();
         let mut structural_rules: Vec<u32> = Vec::new();
+        let mut byte_rules: Vec<(u8, u32)> = Vec::new();
         for (i, r) in rules.iter().enumerate() {
             if r.def.keywords.is_empty() {
+                if let Some(b) = crate::prefix::rare_required_byte(&r.hir) {
+                    byte_rules.push((b, i as u32));
+                    continue;
+                }
                 structural_hirs.push(r.hir.clone());
                 structural_rules.push(i as u32);
                 continue;
@@ -228,27 +233,20 @@ impl RedactorBuilder {
                 }
             }
         }
-        let keyword_ac = if keywords.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&keywords)
-                    .or_else(|_| {
-                        AhoCorasick::builder()
-                            .ascii_case_insensitive(true)
-                            .match_kind(MatchKind::Standard)
-                            .build(&keywords)
-                    })
-                    .map_err(|e| Error::Compile {
-                        what: "keyword automaton".into(),
-                        message: e.to_string(),
-                    })?,
-            )
-        };
+        let anchors = crate::anchor::choose(&keywords);
+        // Teddy, the SIMD prefilter, takes at most 64 literals: search in groups of 64.
+        let mut keyword_acs = Vec::new();
+        for (gi, group) in anchors.anchors.chunks(64).enumerate() {
+            let ac = AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .kind(Some(AhoCorasickKind::DFA))
+                .build(group)
+                .map_err(|e| Error::Compile {
+                    what: "keyword automaton".into(),
+                    message: e.to_string(),
+                })?;
+            keyword_acs.push((ac, (gi * 64) as u32));
+        }
         let structural = if structural_hirs.is_empty() {
             None
         } else {
@@ -275,10 +273,15 @@ impl RedactorBuilder {
             inner: Arc::new(Inner {
                 rules,
                 ids,
-                keyword_ac,
+                keyword_acs,
                 keyword_rules,
+                keywords,
+                anchor_keywords: anchors.keywords,
+                anchor_overlaps: anchors.overlaps,
+                anchors: anchors.anchors,
                 structural,
                 structural_rules,
+                byte_rules,
                 known,
                 mask: self.mask.clone(),
                 known_id,
@@ -337,10 +340,26 @@ pub(crate) struct CompiledRule {
     pub(crate) max_len: usize,
     /// Context words automaton and window.
     pub(crate) context: Option<(AhoCorasick, usize)>,
+    /// Every match starts with a keyword: search anchored at each keyword hit.
+    pub(crate) anchored: bool,
 }
 
 impl CompiledRule {
-    fn compile(def: RuleDef) -> Result<CompiledRule, Error> {
+    fn compile(mut def: RuleDef) -> Result<CompiledRule, Error> {
+        // A keyword that contains another keyword of the same rule adds nothing: every
+        // occurrence of it is an occurrence of the shorter one.
+        let lower: Vec<String> = def.keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
+        let mut kept: Vec<String> = Vec::new();
+        for (i, k) in lower.iter().enumerate() {
+            let redundant = lower
+                .iter()
+                .enumerate()
+                .any(|(j, o)| j != i && k.contains(o.as_str()) && (o.len() < k.len() || j < i));
+            if !redundant && !kept.contains(k) {
+                kept.push(k.clone());
+            }
+        }
+        def.keywords = kept;
         let err = |message: String| Error::Rule {
             origin: def.origin.clone(),
             id: def.id.clone(),
@@ -357,6 +376,7 @@ impl CompiledRule {
             return Err(err("regex can match the empty string".into()));
         }
         let hir = without_newline(hir);
+
         let max_len = hir
             .properties()
             .maximum_len()
@@ -386,6 +406,7 @@ impl CompiledRule {
                 return Err(err("entropy threshold must be within 0..=8".into()));
             }
         }
+        let anchored = crate::prefix::starts_with_keyword(&hir, &def.keywords);
         Ok(CompiledRule {
             def,
             regex,
@@ -393,6 +414,7 @@ impl CompiledRule {
             secret_group,
             max_len,
             context,
+            anchored,
         })
     }
 }
@@ -454,10 +476,21 @@ pub(crate) struct Inner {
     pub(crate) rules: Vec<CompiledRule>,
     /// Rule ids, then the special ids (known values, key blocks, line-too-long).
     pub(crate) ids: Vec<String>,
-    pub(crate) keyword_ac: Option<AhoCorasick>,
+    /// Anchor automata (each over at most 64 anchors) with the index of their first anchor.
+    pub(crate) keyword_acs: Vec<(AhoCorasick, u32)>,
     pub(crate) keyword_rules: Vec<Vec<u32>>,
+    /// Lowercased keywords, indexed like the automaton's patterns.
+    pub(crate) keywords: Vec<String>,
+    /// Anchor literals searched for (see [`crate::anchor`]); `keyword_ac` is over these.
+    pub(crate) anchors: Vec<Vec<u8>>,
+    /// Per anchor, the keywords it stands for and its offset in each.
+    pub(crate) anchor_keywords: Vec<Vec<(u32, u32)>>,
+    /// Per anchor, the anchors that may start inside one of its occurrences.
+    pub(crate) anchor_overlaps: Vec<Vec<(u32, u32)>>,
     pub(crate) structural: Option<meta::Regex>,
     pub(crate) structural_rules: Vec<u32>,
+    /// Keywordless rules whose every match contains a rare byte: searched only around it.
+    pub(crate) byte_rules: Vec<(u8, u32)>,
     pub(crate) known: Option<AhoCorasick>,
     pub(crate) mask: MaskStyle,
     pub(crate) known_id: usize,

@@ -11,10 +11,12 @@
 //! ```
 #![deny(missing_docs)]
 
+mod anchor;
 mod compile;
 mod error;
 mod known;
 mod mask;
+mod prefix;
 pub mod rule;
 mod scan;
 mod stream;

@@ -25,6 +25,7 @@ pub(crate) struct Span {
 pub struct Scratch {
     pub(crate) spans: Vec<Span>,
     pub(crate) view_buf: Vec<u8>,
+    lower_buf: Vec<u8>,
     caches: Vec<meta::Cache>,
     captures: Vec<Option<Captures>>,
     structural_cache: Option<meta::Cache>,
@@ -78,6 +79,7 @@ impl Redactor {
         Scratch {
             spans: Vec::new(),
             view_buf: Vec::new(),
+            lower_buf: Vec::new(),
             caches: inner.rules.iter().map(|r| r.regex.create_cache()).collect(),
             captures: inner
                 .rules
@@ -118,6 +120,7 @@ impl Redactor {
         let mut view_buf = std::mem::take(&mut scratch.view_buf);
         let v = view(hay, &mut view_buf);
         keyword_pass(inner, scratch, v);
+        byte_pass(inner, scratch, v);
         structural_pass(inner, scratch, v);
         for ac in inner.known.iter().chain(extra_known) {
             for m in ac.find_iter(hay) {
@@ -138,32 +141,26 @@ fn line_bounds(v: &[u8], at: usize) -> (usize, usize) {
     (start, end)
 }
 
-fn keyword_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
-    let Some(ac) = &inner.keyword_ac else { return };
-    let mut line = (0usize, 0usize);
-    let mut have_line = false;
-    for hit in ac.find_overlapping_iter(v) {
-        if !have_line || hit.start() >= line.1 || hit.start() < line.0 {
-            line = line_bounds(v, hit.start());
-            have_line = true;
-        }
-        for &ri in &inner.keyword_rules[hit.pattern().as_usize()] {
-            let rule = &inner.rules[ri as usize];
-            let a = hit.start().saturating_sub(rule.max_len).max(line.0);
-            let b = (hit.end() + rule.max_len).min(line.1);
-            match &mut scratch.pending[ri as usize] {
-                Some((_, pb)) if a <= *pb => *pb = (*pb).max(b),
-                slot => {
-                    if let Some((pa, pb)) = slot.take() {
-                        search_rule(inner, ri, rule, scratch, v, pa, pb);
-                    } else {
-                        scratch.touched.push(ri);
-                    }
-                    scratch.pending[ri as usize] = Some((a, b));
-                }
+/// Rules anchored on a rare byte (see `prefix::rare_required_byte`).
+fn byte_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
+    for &(byte, ri) in &inner.byte_rules {
+        let reach = inner.rules[ri as usize].max_len;
+        let mut line = (0usize, 0usize);
+        let mut have_line = false;
+        for p in memchr::memchr_iter(byte, v) {
+            if !have_line || p >= line.1 {
+                line = line_bounds(v, p);
+                have_line = true;
             }
+            let a = p.saturating_sub(reach).max(line.0);
+            let b = (p + 1 + reach).min(line.1);
+            schedule(inner, scratch, v, ri, a, b);
         }
     }
+    flush_pending(inner, scratch, v);
+}
+
+fn flush_pending(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
     let touched = std::mem::take(&mut scratch.touched);
     for &ri in &touched {
         if let Some((a, b)) = scratch.pending[ri as usize].take() {
@@ -172,6 +169,140 @@ fn keyword_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
     }
     scratch.touched = touched;
     scratch.touched.clear();
+}
+
+fn keyword_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
+    if inner.keyword_acs.is_empty() {
+        return;
+    }
+    let mut lower = std::mem::take(&mut scratch.lower_buf);
+    crate::anchor::lowercase_into(v, &mut lower);
+    for (ac, base) in &inner.keyword_acs {
+        let mut line = (0usize, 0usize);
+        let mut have_line = false;
+        for hit in ac.find_iter(&lower) {
+            if !have_line || hit.start() >= line.1 {
+                line = line_bounds(v, hit.start());
+                have_line = true;
+            }
+            let a = *base as usize + hit.pattern().as_usize();
+            anchor_at(inner, scratch, v, &lower, a, hit.start(), line);
+            for &(a2, off) in &inner.anchor_overlaps[a] {
+                let at = hit.start() + off as usize;
+                let lit = &inner.anchors[a2 as usize];
+                // Anchors of the same group that start inside this hit are not reported by
+                // the non-overlapping search; other groups report their own hits.
+                let same_group = (a2 as usize) / 64 == a / 64;
+                if same_group
+                    && lower.len() >= at + lit.len()
+                    && lower[at..at + lit.len()] == lit[..]
+                {
+                    anchor_at(inner, scratch, v, &lower, a2 as usize, at, line);
+                }
+            }
+        }
+    }
+    scratch.lower_buf = lower;
+    flush_pending(inner, scratch, v);
+}
+
+/// Anchor `a` occurs at `at`: confirms which of its keywords occur around it.
+fn anchor_at(
+    inner: &Inner,
+    scratch: &mut Scratch,
+    v: &[u8],
+    lower: &[u8],
+    a: usize,
+    at: usize,
+    line: (usize, usize),
+) {
+    for &(k, off) in &inner.anchor_keywords[a] {
+        let Some(start) = at.checked_sub(off as usize) else {
+            continue;
+        };
+        let kw = inner.keywords[k as usize].as_bytes();
+        if start >= line.0 && start + kw.len() <= line.1 && lower[start..start + kw.len()] == *kw {
+            keyword_at(inner, scratch, v, k as usize, start, line);
+        }
+    }
+}
+
+/// Schedules or runs the rules of keyword `k`, which occurs at `at` in line `line`.
+fn keyword_at(
+    inner: &Inner,
+    scratch: &mut Scratch,
+    v: &[u8],
+    k: usize,
+    at: usize,
+    line: (usize, usize),
+) {
+    let kw_len = inner.keywords[k].len();
+    for &ri in &inner.keyword_rules[k] {
+        let rule = &inner.rules[ri as usize];
+        if rule.anchored {
+            let end = (at + rule.max_len).min(line.1);
+            anchored_rule(rule, ri, scratch, v, at, end);
+            continue;
+        }
+        let a = at.saturating_sub(rule.max_len).max(line.0);
+        let b = (at + kw_len + rule.max_len).min(line.1);
+        schedule(inner, scratch, v, ri, a, b);
+    }
+}
+
+/// Queues a region search of rule `ri` over `a..b`, merged with its pending region when
+/// they overlap, so each stretch of a line is searched once per rule.
+fn schedule(inner: &Inner, scratch: &mut Scratch, v: &[u8], ri: u32, a: usize, b: usize) {
+    match &mut scratch.pending[ri as usize] {
+        Some((pa, pb)) if a <= *pb && b >= *pa => {
+            *pa = (*pa).min(a);
+            *pb = (*pb).max(b);
+        }
+        slot => {
+            if let Some((pa, pb)) = slot.take() {
+                search_rule(inner, ri, &inner.rules[ri as usize], scratch, v, pa, pb);
+            } else {
+                scratch.touched.push(ri);
+            }
+            scratch.pending[ri as usize] = Some((a, b));
+        }
+    }
+}
+
+/// One anchored attempt of `rule` at `at` (its matches always start with a keyword).
+fn anchored_rule(
+    rule: &CompiledRule,
+    ri: u32,
+    scratch: &mut Scratch,
+    v: &[u8],
+    at: usize,
+    end: usize,
+) {
+    let input = Input::new(v).range(at..end).anchored(Anchored::Yes);
+    let cache = &mut scratch.caches[ri as usize];
+    let (ms, me, ss, se) = match (&mut scratch.captures[ri as usize], rule.secret_group) {
+        (Some(caps), Some(g)) => {
+            rule.regex.search_captures_with(cache, &input, caps);
+            let Some(m) = caps.get_match() else { return };
+            match caps.get_group(g) {
+                Some(s) => (m.start(), m.end(), s.start, s.end),
+                None => return,
+            }
+        }
+        _ => {
+            let Some(m) = rule.regex.search_with(cache, &input) else {
+                return;
+            };
+            (m.start(), m.end(), m.start(), m.end())
+        }
+    };
+    if ss < se && accept(rule, v, ms, me, ss, se) {
+        scratch.spans.push(Span {
+            start: ss,
+            end: se,
+            id: ri,
+        });
+    }
 }
 
 /// Runs one rule's regex over `v[a..b]` (look-around may see outside) and records accepted

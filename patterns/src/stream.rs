@@ -119,11 +119,17 @@ impl Stream {
     }
 
     /// True when the stream has no state that makes lines depend on earlier lines (no open
-    /// key block, no in-band masks, no partial line): a caller may then redact whole-line
-    /// blocks with [`Redactor::redact_lines`] in parallel, provided the blocks hold no
-    /// `PRIVATE KEY` or `::add-mask::` text and no line over the window.
+    /// key block, no partial line): a caller may then redact whole-line blocks with
+    /// [`Redactor::redact_lines`] (passing [`Stream::inband`]) in parallel, provided the
+    /// blocks hold no `PRIVATE KEY` or `::add-mask::` text and no line over the window.
     pub fn is_stateless(&self) -> bool {
-        self.at_line_start() && !self.in_key && self.inband.is_empty()
+        self.at_line_start() && !self.in_key
+    }
+
+    /// The automaton of values registered in-band so far, to pass to
+    /// [`Redactor::redact_lines`] when redacting this stream's lines elsewhere.
+    pub fn inband(&self) -> Option<&AhoCorasick> {
+        self.inband_ac.as_ref()
     }
 
     /// Adds counts gathered by parallel workers on this stream's behalf.

@@ -1,0 +1,265 @@
+//! Does every match of a rule begin with one of its keywords?
+//!
+//! When it does, a keyword hit fixes where a match can start, so the rule's regex runs as an
+//! anchored search at the hit: it fails within a few bytes on ordinary text, instead of
+//! scanning a region around the hit and then searching backwards for the start. The answer
+//! is computed from the pattern itself, so rule authors need not declare it.
+
+use regex_syntax::hir::{Class, ClassBytes, ClassBytesRange, Hir, HirKind};
+
+type Seq = Vec<ClassBytes>;
+
+/// Walks the pattern keeping the match prefixes that are still "alive": consistent with the
+/// start of some keyword but not yet covering a whole one. Prefixes that cover a keyword are
+/// done and dropped; a prefix that fits no keyword proves the answer is no (`None`).
+struct Walk<'a> {
+    keywords: &'a [&'a [u8]],
+    budget: usize,
+}
+
+enum State {
+    Done,
+    Alive,
+    Dead,
+}
+
+impl Walk<'_> {
+    fn classify(&self, seq: &[ClassBytes]) -> State {
+        let n = seq.len();
+        if self
+            .keywords
+            .iter()
+            .any(|k| k.len() <= n && implies(&seq[..k.len()], k))
+        {
+            return State::Done;
+        }
+        if self
+            .keywords
+            .iter()
+            .any(|k| k.len() > n && implies(seq, &k[..n]))
+        {
+            return State::Alive;
+        }
+        State::Dead
+    }
+
+    fn push(&mut self, cur: Vec<Seq>, class: &ClassBytes) -> Option<Vec<Seq>> {
+        // A small class like `[pousr]` or `[_-]` is split into one class per letter (both
+        // cases together), so `gh[pousr]_` is seen as five prefixes, each a keyword.
+        let size: usize = class.iter().map(|r| r.len()).sum();
+        let parts: Vec<ClassBytes> = if size > 1 && size <= 16 {
+            let mut groups: Vec<(u8, Vec<u8>)> = Vec::new();
+            for r in class.iter() {
+                for b in r.start()..=r.end() {
+                    let key = b.to_ascii_lowercase();
+                    match groups.iter_mut().find(|g| g.0 == key) {
+                        Some(g) => g.1.push(b),
+                        None => groups.push((key, vec![b])),
+                    }
+                }
+            }
+            groups
+                .into_iter()
+                .map(|(_, bs)| ClassBytes::new(bs.into_iter().map(|b| ClassBytesRange::new(b, b))))
+                .collect()
+        } else {
+            vec![class.clone()]
+        };
+        let mut out = Vec::with_capacity(cur.len() * parts.len());
+        for seq in cur {
+            for part in &parts {
+                let mut seq = seq.clone();
+                seq.push(part.clone());
+                match self.classify(&seq) {
+                    State::Done => {}
+                    State::Alive => out.push(seq),
+                    State::Dead => return None,
+                }
+            }
+        }
+        if out.len() > self.budget {
+            return None;
+        }
+        Some(out)
+    }
+
+    fn extend(&mut self, hir: &Hir, cur: Vec<Seq>) -> Option<Vec<Seq>> {
+        if cur.is_empty() {
+            return Some(cur);
+        }
+        if cur.len() > self.budget {
+            return None;
+        }
+        self.budget -= 1;
+        match hir.kind() {
+            HirKind::Empty | HirKind::Look(_) => Some(cur),
+            HirKind::Literal(lit) => {
+                let mut cur = cur;
+                for &b in lit.0.iter() {
+                    cur = self.push(cur, &ClassBytes::new([ClassBytesRange::new(b, b)]))?;
+                    if cur.is_empty() {
+                        break;
+                    }
+                }
+                Some(cur)
+            }
+            HirKind::Class(Class::Bytes(c)) => self.push(cur, c),
+            HirKind::Class(Class::Unicode(c)) => self.push(cur, &c.to_byte_class()?),
+            HirKind::Capture(c) => self.extend(&c.sub, cur),
+            HirKind::Concat(subs) => {
+                let mut cur = cur;
+                for s in subs {
+                    cur = self.extend(s, cur)?;
+                }
+                Some(cur)
+            }
+            HirKind::Alternation(subs) => {
+                let mut all = Vec::new();
+                for s in subs {
+                    all.extend(self.extend(s, cur.clone())?);
+                }
+                Some(all)
+            }
+            HirKind::Repetition(rep) => {
+                let limit = self.keywords.iter().map(|k| k.len()).max().unwrap_or(0) + 1;
+                let mut cur = cur;
+                for _ in 0..rep.min {
+                    if cur.is_empty() {
+                        return Some(cur);
+                    }
+                    cur = self.extend(&rep.sub, cur)?;
+                }
+                let extra = rep.max.map(|m| m - rep.min);
+                let mut stopped = Vec::new();
+                let mut i = 0u32;
+                while !cur.is_empty() && extra.is_none_or(|e| i < e) {
+                    if i as usize > limit {
+                        // Still short of a keyword after `limit` more copies: the repeated
+                        // part can be empty; give up rather than loop.
+                        return None;
+                    }
+                    stopped.extend(cur.iter().cloned());
+                    cur = self.extend(&rep.sub, cur)?;
+                    i += 1;
+                }
+                stopped.extend(cur);
+                Some(stopped)
+            }
+        }
+    }
+}
+
+/// True when every byte string matching `seq` is `kw` up to ASCII case.
+fn implies(seq: &[ClassBytes], kw: &[u8]) -> bool {
+    seq.iter().zip(kw).all(|(class, &k)| {
+        let (lo, up) = (k.to_ascii_lowercase(), k.to_ascii_uppercase());
+        class
+            .iter()
+            .all(|r| (r.start()..=r.end()).all(|b| b == lo || b == up))
+    })
+}
+
+/// Whether every match of `hir` starts with one of `keywords`.
+pub(crate) fn starts_with_keyword(hir: &Hir, keywords: &[String]) -> bool {
+    if keywords.is_empty() {
+        return false;
+    }
+    let kws: Vec<&[u8]> = keywords.iter().map(|k| k.as_bytes()).collect();
+    let mut walk = Walk {
+        keywords: &kws,
+        budget: 50_000,
+    };
+    // Any prefix still alive when the pattern ends is a match that may not contain a
+    // whole keyword at its start.
+    matches!(walk.extend(hir, vec![Vec::new()]), Some(rest) if rest.is_empty())
+}
+
+/// Bytes that every match of `hir` contains (each one individually).
+fn required_bytes(hir: &Hir) -> Vec<u8> {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => Vec::new(),
+        HirKind::Literal(lit) => {
+            let mut v = lit.0.to_vec();
+            v.sort_unstable();
+            v.dedup();
+            v
+        }
+        HirKind::Class(Class::Bytes(c)) => match c.iter().collect::<Vec<_>>()[..] {
+            [r] if r.start() == r.end() => vec![r.start()],
+            _ => Vec::new(),
+        },
+        HirKind::Class(Class::Unicode(_)) => Vec::new(),
+        HirKind::Capture(c) => required_bytes(&c.sub),
+        HirKind::Repetition(r) if r.min > 0 => required_bytes(&r.sub),
+        HirKind::Repetition(_) => Vec::new(),
+        HirKind::Concat(subs) => {
+            let mut v: Vec<u8> = subs.iter().flat_map(required_bytes).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        }
+        HirKind::Alternation(subs) => {
+            let mut it = subs.iter().map(required_bytes);
+            let first = it.next().unwrap_or_default();
+            it.fold(first, |acc, s| acc.into_iter().filter(|b| s.contains(b)).collect())
+        }
+    }
+}
+
+/// A byte that every match contains and that is rare in logs (`@`, `|`, `#`...), if any: a
+/// keywordless rule with one runs only around that byte's occurrences (found with memchr)
+/// instead of scanning every byte, e.g. email around `@`.
+pub(crate) fn rare_required_byte(hir: &Hir) -> Option<u8> {
+    const RARE: &[u8] = b"@|#$~^!`";
+    let req = required_bytes(hir);
+    RARE.iter().copied().find(|b| req.contains(b))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn required_byte_of_email_is_at() {
+        let hir = regex_syntax::ParserBuilder::new()
+            .build()
+            .parse(r"(?:^|[^a-z])(?P<secret>[a-z]{1,9}@(?:[a-z]{2,9}\.)+[a-z]{2,6})\b")
+            .unwrap();
+        assert_eq!(rare_required_byte(&hir), Some(b'@'));
+        let hir = regex_syntax::ParserBuilder::new().build().parse(r"a@b|c").unwrap();
+        assert_eq!(rare_required_byte(&hir), None);
+    }
+
+    use super::*;
+}
+
+#[cfg(test)]
+mod anchored_tests {
+    use super::*;
+
+    fn check(re: &str, kws: &[&str]) -> bool {
+        let hir = regex_syntax::ParserBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .build()
+            .parse(re)
+            .unwrap();
+        starts_with_keyword(&hir, &kws.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn anchored_rules_are_recognised() {
+        assert!(check(r"\b(?:AKIA|ASIA)[A-Z2-7]{16}\b", &["akia", "asia"]));
+        assert!(check(r"(?i)\bpass(?:word|wd)\s*[:=]\s*(?P<secret>\S{8,64})", &["password", "passwd"]));
+        assert!(check(r"://[^:]{0,9}:(?P<secret>[^@]{1,9})@", &["://"]));
+        assert!(check(r"(?i:mrn|patient[ _-]?id)[:#]\d{5}", &["mrn", "patient"]));
+        assert!(check(r"\bgh[pousr]_[A-Za-z0-9]{36}", &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]));
+        assert!(check(r"(?i)api[_-]?key=", &["api_key", "api-key", "apikey"]));
+    }
+
+    #[test]
+    fn unanchored_rules_are_not() {
+        assert!(!check(r"[a-z]{1,5}://x", &["://"]));
+        assert!(!check(r"(?:^|\s)_auth=\S{8}", &["_auth"]));
+        assert!(!check(r"\bpass(?:word)?=\S{8}", &["password"]));
+        assert!(!check(r"(?i)x?akia\d", &["akia"]));
+    }
+}

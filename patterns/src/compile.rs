@@ -14,7 +14,7 @@ use regex_automata::util::syntax;
 use regex_syntax::hir::{Class, ClassBytesRange, Hir, HirKind, Repetition};
 
 use crate::error::Error;
-use crate::known::{encoded_forms, MIN_KNOWN_LEN};
+use crate::known::{KnownValues, MIN_KNOWN_LEN};
 use crate::mask::MaskStyle;
 use crate::rule::{builtin_packs, parse_pack, Category, Pack, RuleDef};
 use crate::validator::Validator;
@@ -260,7 +260,7 @@ impl RedactorBuilder {
                     })?,
             )
         };
-        let known = build_known(self.known.iter().map(|(v, _)| v.as_slice()))?;
+        let known = KnownValues::new(self.known.iter().map(|(v, _)| v.as_slice()));
         let overlap = rules
             .iter()
             .map(|r| r.max_len + r.context.as_ref().map_or(0, |c| c.1))
@@ -293,26 +293,6 @@ impl RedactorBuilder {
             }),
         })
     }
-}
-
-/// Builds the exact automaton over values and all their encoded forms.
-pub(crate) fn build_known<'a>(
-    values: impl Iterator<Item = &'a [u8]>,
-) -> Result<Option<AhoCorasick>, Error> {
-    let mut forms: Vec<Vec<u8>> = values.flat_map(encoded_forms).collect();
-    if forms.is_empty() {
-        return Ok(None);
-    }
-    forms.sort();
-    forms.dedup();
-    AhoCorasick::builder()
-        .match_kind(MatchKind::LeftmostLongest)
-        .build(&forms)
-        .map(Some)
-        .map_err(|e| Error::Compile {
-            what: "known values".into(),
-            message: e.to_string(),
-        })
 }
 
 fn regex_config() -> meta::Config {
@@ -491,7 +471,7 @@ pub(crate) struct Inner {
     pub(crate) structural_rules: Vec<u32>,
     /// Keywordless rules whose every match contains a rare byte: searched only around it.
     pub(crate) byte_rules: Vec<(u8, u32)>,
-    pub(crate) known: Option<AhoCorasick>,
+    pub(crate) known: Option<KnownValues>,
     pub(crate) mask: MaskStyle,
     pub(crate) known_id: usize,
     pub(crate) pem_id: usize,

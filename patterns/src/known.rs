@@ -142,3 +142,156 @@ mod tests {
         assert!(has(&"p@ss w\"rd/1".bytes().map(|b| format!("{b:02x}")).collect::<String>()));
     }
 }
+
+/// Finds every form of every known value in a buffer.
+///
+/// Few forms go into one Aho-Corasick automaton with its SIMD prefilter. Thousands of forms
+/// (10k masked variables) would make that automaton hundreds of megabytes and walk it byte
+/// by byte, so large sets use a hash filter instead: a bitmap keyed by each form's first four
+/// bytes, tested at every position with one load and one multiply, and confirmed by exact
+/// comparison against the few forms sharing that key.
+#[derive(Clone, Debug)]
+pub struct KnownValues {
+    imp: KnownImp,
+}
+
+#[derive(Clone, Debug)]
+enum KnownImp {
+    Small(aho_corasick::AhoCorasick),
+    Large(Box<HashFilter>),
+}
+
+#[derive(Clone, Debug)]
+struct HashFilter {
+    bits: Vec<u64>,
+    mask: u32,
+    /// Forms grouped by their 4-byte prefix: prefix → range in `order`.
+    groups: std::collections::HashMap<u32, (u32, u32)>,
+    order: Vec<u32>,
+    forms: Vec<Box<[u8]>>,
+}
+
+const SMALL_LIMIT: usize = 64;
+
+fn key(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn slot(k: u32, mask: u32) -> u32 {
+    (k.wrapping_mul(0x9E37_79B1) >> 7) & mask
+}
+
+impl KnownValues {
+    /// Builds the matcher over `values` and all their encoded forms; `None` when empty.
+    pub fn new<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<KnownValues> {
+        let mut forms: Vec<Vec<u8>> = values.flat_map(encoded_forms).collect();
+        forms.retain(|f| f.len() >= 4);
+        if forms.is_empty() {
+            return None;
+        }
+        forms.sort();
+        forms.dedup();
+        if forms.len() <= SMALL_LIMIT {
+            // A failed build (it cannot, for so few literals) falls through to the filter:
+            // never to matching nothing.
+            if let Ok(ac) = aho_corasick::AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(&forms)
+            {
+                return Some(KnownValues {
+                    imp: KnownImp::Small(ac),
+                });
+            }
+        }
+        // At least 32 bits per form: a random position passes the filter about once in 32
+        // times the number of forms' share of the table, i.e. rarely.
+        let nbits = (forms.len() * 32).next_power_of_two().max(1 << 16);
+        let mask = (nbits - 1) as u32;
+        let mut bits = vec![0u64; nbits / 64];
+        let mut keyed: Vec<(u32, u32)> = forms
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (key(f), i as u32))
+            .collect();
+        keyed.sort_unstable();
+        let mut groups = std::collections::HashMap::new();
+        let mut order = Vec::with_capacity(keyed.len());
+        let mut i = 0;
+        while i < keyed.len() {
+            let k = keyed[i].0;
+            let start = order.len() as u32;
+            while i < keyed.len() && keyed[i].0 == k {
+                order.push(keyed[i].1);
+                i += 1;
+            }
+            groups.insert(k, (start, order.len() as u32));
+            let s = slot(k, mask);
+            bits[(s >> 6) as usize] |= 1 << (s & 63);
+        }
+        Some(KnownValues {
+            imp: KnownImp::Large(Box::new(HashFilter {
+                bits,
+                mask,
+                groups,
+                order,
+                forms: forms.into_iter().map(Vec::into_boxed_slice).collect(),
+            })),
+        })
+    }
+
+    /// Calls `f(start, end)` for every occurrence (leftmost-longest for the automaton; every
+    /// occurrence for the hash filter, which is a superset and masks the same bytes).
+    pub(crate) fn for_each(&self, hay: &[u8], mut f: impl FnMut(usize, usize)) {
+        match &self.imp {
+            KnownImp::Small(ac) => {
+                for m in ac.find_iter(hay) {
+                    f(m.start(), m.end());
+                }
+            }
+            KnownImp::Large(h) => {
+                if hay.len() < 4 {
+                    return;
+                }
+                for i in 0..=hay.len() - 4 {
+                    let k = key(&hay[i..]);
+                    let s = slot(k, h.mask);
+                    if h.bits[(s >> 6) as usize] & (1 << (s & 63)) == 0 {
+                        continue;
+                    }
+                    let Some(&(a, b)) = h.groups.get(&k) else {
+                        continue;
+                    };
+                    for &fi in &h.order[a as usize..b as usize] {
+                        let form = &h.forms[fi as usize];
+                        if hay[i..].starts_with(form) {
+                            f(i, i + form.len());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod matcher_tests {
+    use super::*;
+
+    #[test]
+    fn small_and_large_sets_find_the_same_spans() {
+        let values: Vec<Vec<u8>> = (0..300).map(|i| format!("value-{i:04}-secret").into_bytes()).collect();
+        let hay = b"x value-0007-secret y dmFsdWUtMDI5OS1zZWNyZXQ= z value-0300-secret".to_vec();
+        let large = KnownValues::new(values.iter().map(|v| v.as_slice())).unwrap();
+        assert!(matches!(large.imp, KnownImp::Large(_)));
+        let mut got = Vec::new();
+        large.for_each(&hay, |a, b| got.push((a, b)));
+        let small = KnownValues::new([&values[7][..], &values[299][..]].into_iter()).unwrap();
+        assert!(matches!(small.imp, KnownImp::Small(_)));
+        let mut want = Vec::new();
+        small.for_each(&hay, |a, b| want.push((a, b)));
+        assert_eq!(got.first(), want.first());
+        assert!(got.len() >= 2 && want.len() == 2, "{got:?} {want:?}");
+        assert!(!got.iter().any(|&(a, _)| a > 50), "value-0300 was never registered");
+    }
+}

@@ -28,7 +28,7 @@ pub use compile::{
     LINE_TOO_LONG_ID, PRIVATE_KEY_BLOCK_ID,
 };
 pub use error::Error;
-pub use known::{encoded_forms, MIN_KNOWN_LEN};
+pub use known::{encoded_forms, KnownValues, MIN_KNOWN_LEN};
 pub use mask::{MaskStyle, PseudonymKey};
 pub use rule::Category;
 pub use scan::{Counts, Scratch};

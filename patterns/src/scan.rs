@@ -5,11 +5,11 @@
 //! multi-pattern pass for structural rules, one exact pass for known values. Validators and
 //! context checks run only on candidates. A clean buffer allocates nothing.
 
-use aho_corasick::AhoCorasick;
 use regex_automata::util::captures::Captures;
 use regex_automata::{meta, Anchored, Input};
 
 use crate::compile::{CompiledRule, Inner, Redactor};
+use crate::known::KnownValues;
 use crate::view::view;
 
 /// A half-open byte range to mask and the id index it is reported under.
@@ -94,13 +94,13 @@ impl Redactor {
 
     /// Redacts a buffer of whole lines (each ending in `\n`, except possibly the last) into
     /// `out`, adding to `counts`. Stateless: no key-block tracking and no in-band masks; the
-    /// streaming [`crate::Stream`] adds those. `extra_known` is a second known-value automaton
+    /// streaming [`crate::Stream`] adds those. `extra_known` is a second set of known values
     /// (values registered in-band).
     pub fn redact_lines(
         &self,
         scratch: &mut Scratch,
         lines: &[u8],
-        extra_known: Option<&AhoCorasick>,
+        extra_known: Option<&KnownValues>,
         out: &mut Vec<u8>,
         counts: &mut Counts,
     ) {
@@ -114,7 +114,7 @@ impl Redactor {
         &self,
         scratch: &mut Scratch,
         hay: &[u8],
-        extra_known: Option<&AhoCorasick>,
+        extra_known: Option<&KnownValues>,
     ) {
         let inner = &*self.inner;
         let mut view_buf = std::mem::take(&mut scratch.view_buf);
@@ -122,14 +122,9 @@ impl Redactor {
         keyword_pass(inner, scratch, v);
         byte_pass(inner, scratch, v);
         structural_pass(inner, scratch, v);
-        for ac in inner.known.iter().chain(extra_known) {
-            for m in ac.find_iter(hay) {
-                scratch.spans.push(Span {
-                    start: m.start(),
-                    end: m.end(),
-                    id: inner.known_id as u32,
-                });
-            }
+        let id = inner.known_id as u32;
+        for k in inner.known.iter().chain(extra_known) {
+            k.for_each(hay, |start, end| scratch.spans.push(Span { start, end, id }));
         }
         scratch.view_buf = view_buf;
     }
@@ -438,7 +433,9 @@ fn structural_candidate(
             end: se,
             id: ri,
         });
-        Some(me)
+        // Resume after the masked part, not the whole match: a rule that checks the byte
+        // after its value must not hide a value that starts right after that byte.
+        Some(se)
     } else {
         None
     }

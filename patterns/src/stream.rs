@@ -17,10 +17,10 @@
 //! - `::add-mask::VALUE` (GitHub Actions' in-band masking) registers VALUE for every later
 //!   byte, and the line itself comes out with VALUE masked.
 
-use aho_corasick::AhoCorasick;
 use memchr::memmem;
 
-use crate::compile::{build_known, Redactor};
+use crate::compile::Redactor;
+use crate::known::KnownValues;
 use crate::known::MIN_KNOWN_LEN;
 use crate::scan::{write_masked, Counts, Scratch, Span};
 use crate::view::view;
@@ -48,7 +48,7 @@ pub struct Stream {
     in_key: bool,
     key_lines: u32,
     inband: Vec<Vec<u8>>,
-    inband_ac: Option<AhoCorasick>,
+    inband_ac: Option<KnownValues>,
     inband_overlap: usize,
     inband_refused: u64,
     lines: u64,
@@ -128,7 +128,7 @@ impl Stream {
 
     /// The automaton of values registered in-band so far, to pass to
     /// [`Redactor::redact_lines`] when redacting this stream's lines elsewhere.
-    pub fn inband(&self) -> Option<&AhoCorasick> {
+    pub fn inband(&self) -> Option<&KnownValues> {
         self.inband_ac.as_ref()
     }
 
@@ -434,13 +434,7 @@ impl Stream {
         }
         self.inband.push(value.to_vec());
         self.inband_overlap = self.inband_overlap.max(value.len() * 3 + 8);
-        // Building cannot fail for plain literals under the default size limits; if it ever
-        // did, keeping the previous automaton would leak the value, so mask nothing less:
-        // fall back to the raw value alone.
-        self.inband_ac = build_known(self.inband.iter().map(|v| v.as_slice()))
-            .ok()
-            .flatten()
-            .or_else(|| AhoCorasick::new(&self.inband).ok());
+        self.inband_ac = KnownValues::new(self.inband.iter().map(|v| v.as_slice()));
     }
 
     /// A line inside a key block. Returns false when the line cannot be key body: the block

@@ -153,7 +153,7 @@ fn luhn_ok(d: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn num(d: &[u8]) -> u32 {
@@ -165,9 +165,9 @@ fn num(d: &[u8]) -> u32 {
 
 /// Advertising, sample and textbook numbers that are SSN-valid in shape but never real.
 const FAKE_SSNS: [u32; 3] = [
-    78_05_1120,  // Woolworth wallet card (078-05-1120)
-    219_09_9999, // Social Security Administration pamphlet (219-09-9999)
-    123_45_6789, // the universal textbook/sample number
+    78_051_120,  // Woolworth wallet card (078-05-1120)
+    219_099_999, // Social Security Administration pamphlet (219-09-9999)
+    123_456_789, // the universal textbook/sample number (123-45-6789)
 ];
 
 fn nine_digits(text: &[u8]) -> Option<[u8; 9]> {
@@ -179,7 +179,9 @@ fn nine_digits(text: &[u8]) -> Option<[u8; 9]> {
 }
 
 fn check_ssn(text: &[u8]) -> bool {
-    let Some(d) = nine_digits(text) else { return false };
+    let Some(d) = nine_digits(text) else {
+        return false;
+    };
     let area = num(&d[0..3]);
     let group = num(&d[3..5]);
     let serial = num(&d[5..9]);
@@ -193,7 +195,9 @@ fn check_ssn(text: &[u8]) -> bool {
 }
 
 fn check_itin(text: &[u8]) -> bool {
-    let Some(d) = nine_digits(text) else { return false };
+    let Some(d) = nine_digits(text) else {
+        return false;
+    };
     if d[0] != 9 {
         return false;
     }
@@ -216,26 +220,26 @@ fn check_luhn(text: &[u8]) -> bool {
 
 /// Issuer ranges: (prefix length, low, high, min length, max length).
 const IIN: &[(usize, u32, u32, usize, usize)] = &[
-    (1, 4, 4, 13, 19),             // Visa (13, 16, 19 in practice)
-    (2, 51, 55, 16, 16),           // Mastercard
-    (4, 2221, 2720, 16, 16),       // Mastercard 2-series
-    (2, 34, 34, 15, 15),           // American Express
-    (2, 37, 37, 15, 15),           // American Express
-    (4, 6011, 6011, 16, 19),       // Discover
-    (3, 644, 649, 16, 19),         // Discover
-    (2, 65, 65, 16, 19),           // Discover
-    (6, 622126, 622925, 16, 19),   // Discover / China UnionPay co-brand
-    (4, 3528, 3589, 16, 19),       // JCB
-    (3, 300, 305, 14, 19),         // Diners Club Carte Blanche
-    (2, 36, 36, 14, 19),           // Diners Club International
-    (2, 38, 39, 16, 19),           // Diners Club (Discover network)
-    (2, 62, 62, 16, 19),           // China UnionPay
-    (2, 50, 50, 13, 19),           // Maestro
-    (2, 56, 58, 13, 19),           // Maestro
-    (4, 6304, 6304, 13, 19),       // Maestro (Laser)
-    (4, 6759, 6759, 13, 19),       // Maestro UK
-    (6, 676770, 676770, 13, 19),   // Maestro UK
-    (6, 676774, 676774, 13, 19),   // Maestro UK
+    (1, 4, 4, 13, 19),           // Visa (13, 16, 19 in practice)
+    (2, 51, 55, 16, 16),         // Mastercard
+    (4, 2221, 2720, 16, 16),     // Mastercard 2-series
+    (2, 34, 34, 15, 15),         // American Express
+    (2, 37, 37, 15, 15),         // American Express
+    (4, 6011, 6011, 16, 19),     // Discover
+    (3, 644, 649, 16, 19),       // Discover
+    (2, 65, 65, 16, 19),         // Discover
+    (6, 622126, 622925, 16, 19), // Discover / China UnionPay co-brand
+    (4, 3528, 3589, 16, 19),     // JCB
+    (3, 300, 305, 14, 19),       // Diners Club Carte Blanche
+    (2, 36, 36, 14, 19),         // Diners Club International
+    (2, 38, 39, 16, 19),         // Diners Club (Discover network)
+    (2, 62, 62, 16, 19),         // China UnionPay
+    (2, 50, 50, 13, 19),         // Maestro
+    (2, 56, 58, 13, 19),         // Maestro
+    (4, 6304, 6304, 13, 19),     // Maestro (Laser)
+    (4, 6759, 6759, 13, 19),     // Maestro UK
+    (6, 676770, 676770, 13, 19), // Maestro UK
+    (6, 676774, 676774, 13, 19), // Maestro UK
 ];
 
 fn visa_len_ok(n: usize) -> bool {
@@ -430,7 +434,9 @@ const PLACEHOLDER_PARTS: &[&[u8]] = &[b"example", b"redacted", b"placeholder", b
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
     needle.is_empty()
         || (hay.len() >= needle.len()
-            && hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle)))
+            && hay
+                .windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle)))
 }
 
 /// Mask characters: asterisks, x's, hashes, dots, and the bullet `•` (UTF-8 E2 80 A2).
@@ -510,7 +516,9 @@ fn looks_like_code(text: &[u8]) -> bool {
 
 /// True when the candidate is an obvious stand-in rather than a value.
 fn is_placeholder(text: &[u8]) -> bool {
-    let Some(&first) = text.first() else { return true };
+    let Some(&first) = text.first() else {
+        return true;
+    };
     if text.iter().all(|&b| b == first) || only_mask_chars(text) {
         return true;
     }
@@ -612,7 +620,16 @@ mod tests {
         for (s, want) in cases {
             assert_eq!(Validator::parse(s).as_ref(), Ok(want), "parse {s:?}");
         }
-        for bad in ["ssnn", "entropy", "entropy>3", "entropy>=x", "entropy>=9", "entropy>=-1", "entropy>=NaN", "luhn10"] {
+        for bad in [
+            "ssnn",
+            "entropy",
+            "entropy>3",
+            "entropy>=x",
+            "entropy>=9",
+            "entropy>=-1",
+            "entropy>=NaN",
+            "luhn10",
+        ] {
             let err = Validator::parse(bad).expect_err(bad);
             assert!(!err.is_empty());
         }
@@ -627,7 +644,15 @@ mod tests {
     fn ssn() {
         table(
             Validator::Ssn,
-            &["536-22-1849", "536 22 1849", "536221849", "001-01-0001", "665-99-9998", "899-12-3456", "772-10-4417"],
+            &[
+                "536-22-1849",
+                "536 22 1849",
+                "536221849",
+                "001-01-0001",
+                "665-99-9998",
+                "899-12-3456",
+                "772-10-4417",
+            ],
             &[
                 "000-12-3456", // area 000
                 "666-12-3456", // area 666
@@ -640,7 +665,7 @@ mod tests {
                 "123-45-6789", // textbook sample
                 "111-11-1111",
                 "555555555",
-                "536-22-184",  // 8 digits
+                "536-22-184", // 8 digits
                 "536-22-18490",
                 "536-22-184a",
                 "536/22/1849",
@@ -654,8 +679,29 @@ mod tests {
     fn itin() {
         table(
             Validator::Itin,
-            &["912-50-1234", "900-65-0001", "999-70-1234", "934-88-4321", "945-90-1111", "923-92-2222", "956-94-3333", "978-99-9999", "912 78 1234"],
-            &["812-70-1234", "912-49-1234", "912-66-1234", "912-69-1234", "912-89-1234", "912-93-1234", "912-70-0000", "912-7-01234x", "91270123", ""],
+            &[
+                "912-50-1234",
+                "900-65-0001",
+                "999-70-1234",
+                "934-88-4321",
+                "945-90-1111",
+                "923-92-2222",
+                "956-94-3333",
+                "978-99-9999",
+                "912 78 1234",
+            ],
+            &[
+                "812-70-1234",
+                "912-49-1234",
+                "912-66-1234",
+                "912-69-1234",
+                "912-89-1234",
+                "912-93-1234",
+                "912-70-0000",
+                "912-7-01234x",
+                "91270123",
+                "",
+            ],
         );
     }
 
@@ -663,8 +709,21 @@ mod tests {
     fn luhn() {
         table(
             Validator::Luhn,
-            &["79927398713", "4111111111111111", "4111-1111-1111-1111", "18", "0000000000"],
-            &["79927398710", "4111111111111112", "1", "", "4111x1111", "12"],
+            &[
+                "79927398713",
+                "4111111111111111",
+                "4111-1111-1111-1111",
+                "18",
+                "0000000000",
+            ],
+            &[
+                "79927398710",
+                "4111111111111112",
+                "1",
+                "",
+                "4111x1111",
+                "12",
+            ],
         );
     }
 
@@ -673,8 +732,8 @@ mod tests {
         table(
             Validator::Card,
             &[
-                "4111111111111111",  // Visa 16
-                "4222222222222",     // Visa 13
+                "4111111111111111", // Visa 16
+                "4222222222222",    // Visa 13
                 "4111 1111 1111 1111",
                 "4111-1111-1111-1111",
                 "5555555555554444",  // Mastercard
@@ -734,7 +793,11 @@ mod tests {
                     g[j] = b;
                     j += 1;
                 }
-                assert!(Validator::Card.check(&g[..j]), "{:?}", std::str::from_utf8(&g[..j]));
+                assert!(
+                    Validator::Card.check(&g[..j]),
+                    "{:?}",
+                    std::str::from_utf8(&g[..j])
+                );
                 return;
             }
         }
@@ -746,7 +809,17 @@ mod tests {
         table(
             Validator::Npi,
             &["1234567893", "1245319599", "1003000126", "2000000002"],
-            &["1234567890", "1234567894", "3234567893", "0234567893", "123456789", "12345678933", "12345-7893", "123456789a", ""],
+            &[
+                "1234567890",
+                "1234567894",
+                "3234567893",
+                "0234567893",
+                "123456789",
+                "12345678933",
+                "12345-7893",
+                "123456789a",
+                "",
+            ],
         );
     }
 
@@ -754,8 +827,25 @@ mod tests {
     fn dea() {
         table(
             Validator::Dea,
-            &["AB1234563", "BJ6125341", "FN1234563", "M91234563", "XA0000000"],
-            &["AB1234564", "IB1234563", "NB1234563", "ab1234563", "A11234563", "AB123456", "AB12345633", "AB12345-3", "1B1234563", ""],
+            &[
+                "AB1234563",
+                "BJ6125341",
+                "FN1234563",
+                "M91234563",
+                "XA0000000",
+            ],
+            &[
+                "AB1234564",
+                "IB1234563",
+                "NB1234563",
+                "ab1234563",
+                "A11234563",
+                "AB123456",
+                "AB12345633",
+                "AB12345-3",
+                "1B1234563",
+                "",
+            ],
         );
     }
 
@@ -763,7 +853,13 @@ mod tests {
     fn mbi() {
         table(
             Validator::Mbi,
-            &["1EG4TE5MK73", "1EG4-TE5-MK73", "9AA0AA0AA00", "5C99D99EF12", "2KX7-P13-RW48"],
+            &[
+                "1EG4TE5MK73",
+                "1EG4-TE5-MK73",
+                "9AA0AA0AA00",
+                "5C99D99EF12",
+                "2KX7-P13-RW48",
+            ],
             &[
                 "1eg4-te5-mk73", // lower case
                 "0EG4TE5MK73",   // first digit 0
@@ -852,7 +948,15 @@ mod tests {
         table(
             Validator::Entropy(0.0),
             &["postgres", "hunter2", "s3cret", "p@ss:w0rd", "pw"],
-            &["***", "${DB_PASS}", "password", "<pass>", "[REDACTED:url-credentials]", "xxxx", ""],
+            &[
+                "***",
+                "${DB_PASS}",
+                "password",
+                "<pass>",
+                "[REDACTED:url-credentials]",
+                "xxxx",
+                "",
+            ],
         );
     }
 

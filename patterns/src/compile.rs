@@ -204,7 +204,7 @@ impl RedactorBuilder {
 
         // Keyword automaton.
         let mut keywords: Vec<String> = Vec::new();
-        let mut keyword_rules: Vec<Vec<u32>> = Vec::new();
+        let mut keyword_rules: Vec<Vec<(u32, u32)>> = Vec::new();
         let mut structural_hirs: Vec<Hir> = Vec::new();
         let mut structural_rules: Vec<u32> = Vec::new();
         let mut byte_rules: Vec<(u8, u32)> = Vec::new();
@@ -218,17 +218,18 @@ impl RedactorBuilder {
                 structural_rules.push(i as u32);
                 continue;
             }
-            for k in &r.def.keywords {
+            for (ki, k) in r.def.keywords.iter().enumerate() {
                 let k = k.to_ascii_lowercase();
+                let entry = (i as u32, ki as u32);
                 match keywords.iter().position(|x| *x == k) {
                     Some(p) => {
-                        if !keyword_rules[p].contains(&(i as u32)) {
-                            keyword_rules[p].push(i as u32)
+                        if !keyword_rules[p].iter().any(|e| e.0 == entry.0) {
+                            keyword_rules[p].push(entry)
                         }
                     }
                     None => {
                         keywords.push(k);
-                        keyword_rules.push(vec![i as u32]);
+                        keyword_rules.push(vec![entry]);
                     }
                 }
             }
@@ -322,6 +323,9 @@ pub(crate) struct CompiledRule {
     pub(crate) context: Option<(AhoCorasick, usize)>,
     /// Every match starts with a keyword: search anchored at each keyword hit.
     pub(crate) anchored: bool,
+    /// For anchored rules, per keyword (in `def.keywords` order): the bytes that can follow
+    /// it in a match. Any other byte after a hit rules the hit out without running the regex.
+    pub(crate) follow: Vec<crate::prefix::ByteSet>,
 }
 
 impl CompiledRule {
@@ -355,13 +359,13 @@ impl CompiledRule {
         if hir.properties().minimum_len() == Some(0) {
             return Err(err("regex can match the empty string".into()));
         }
-        let hir = without_newline(hir);
-
+        // The declared bounds give the longest match (for windows over long lines)...
         let max_len = hir
             .properties()
             .maximum_len()
             .unwrap_or(def.max_len.unwrap_or(UNBOUNDED_MAX_LEN))
             .min(def.max_len.unwrap_or(usize::MAX));
+        let hir = without_newline(hir);
         let regex = meta::Builder::new()
             .configure(regex_config())
             .syntax(syntax_config())
@@ -386,7 +390,8 @@ impl CompiledRule {
                 return Err(err("entropy threshold must be within 0..=8".into()));
             }
         }
-        let anchored = crate::prefix::starts_with_keyword(&hir, &def.keywords);
+        let follow = crate::prefix::anchored_follow(&hir, &def.keywords);
+        let anchored = follow.is_some();
         Ok(CompiledRule {
             def,
             regex,
@@ -395,6 +400,7 @@ impl CompiledRule {
             max_len,
             context,
             anchored,
+            follow: follow.unwrap_or_default(),
         })
     }
 }
@@ -402,6 +408,9 @@ impl CompiledRule {
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+/// Repetition bounds above this are opened (see `without_newline`).
+const LARGE_REPETITION: u32 = 64;
 
 /// Rewrites a pattern so that no match can span a line: every class loses `\n` and literals
 /// containing it can never match. Buffers of many lines can then be searched in one pass with
@@ -429,9 +438,12 @@ fn without_newline(hir: Hir) -> Hir {
             Hir::class(Class::Unicode(c))
         }
         HirKind::Look(l) => Hir::look(l),
+        // ...but a large upper bound like `{8,4096}` becomes thousands of NFA states, which
+        // the capture engine pays for at every match (time and memory per searched byte). An
+        // open bound matches the same values, and lines are bounded anyway.
         HirKind::Repetition(r) => Hir::repetition(Repetition {
             min: r.min,
-            max: r.max,
+            max: r.max.filter(|&m| m <= LARGE_REPETITION || m == r.min),
             greedy: r.greedy,
             sub: Box::new(without_newline(*r.sub)),
         }),
@@ -458,7 +470,8 @@ pub(crate) struct Inner {
     pub(crate) ids: Vec<String>,
     /// Anchor automata (each over at most 64 anchors) with the index of their first anchor.
     pub(crate) keyword_acs: Vec<(AhoCorasick, u32)>,
-    pub(crate) keyword_rules: Vec<Vec<u32>>,
+    /// Per keyword: (rule, index of the keyword in the rule's list).
+    pub(crate) keyword_rules: Vec<Vec<(u32, u32)>>,
     /// Lowercased keywords, indexed like the automaton's patterns.
     pub(crate) keywords: Vec<String>,
     /// Anchor literals searched for (see [`crate::anchor`]); `keyword_ac` is over these.
@@ -556,6 +569,36 @@ mod tests {
             .unwrap();
         assert!(re.is_match("a b"));
         assert!(!re.is_match("a\nb"));
+    }
+
+    /// Keyword rules should start with their keyword so they run anchored at each hit; the few
+    /// that cannot are listed here so that a rule edit that loses anchoring is noticed.
+    #[test]
+    fn builtin_keyword_rules_are_anchored() {
+        let mut b = RedactorBuilder::new();
+        b.enable_pack("network").unwrap();
+        let r = b.build().unwrap();
+        let unanchored: Vec<&str> = r
+            .inner
+            .rules
+            .iter()
+            .filter(|c| !c.def.keywords.is_empty() && !c.anchored)
+            .map(|c| c.def.id.as_str())
+            .collect();
+        // Rare keywords (cheap to search around), or a keyword that cannot come first
+        // (`--db-password VALUE`, `"private_key": "`, `-----BEGIN ... PRIVATE KEY`).
+        assert_eq!(
+            unanchored,
+            [
+                "gcp-service-account-key",
+                "azure-sas-signature",
+                "npmrc-auth-token",
+                "private-key",
+                "cli-credential-flag",
+                "docker-config-auth",
+                "hl7-patient-segment"
+            ]
+        );
     }
 
     #[test]

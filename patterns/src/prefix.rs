@@ -7,7 +7,30 @@
 
 use regex_syntax::hir::{Class, ClassBytes, ClassBytesRange, Hir, HirKind};
 
-type Seq = Vec<ClassBytes>;
+/// A match prefix: its byte classes, and once it spells a whole keyword, which one (the
+/// next class is then recorded as a byte that can follow that keyword, and the prefix is
+/// dropped).
+#[derive(Clone)]
+struct Seq {
+    classes: Vec<ClassBytes>,
+    done: Option<usize>,
+}
+
+/// A set of bytes.
+pub(crate) type ByteSet = [u64; 4];
+
+fn set_add(set: &mut ByteSet, class: &ClassBytes) {
+    for r in class.iter() {
+        for b in r.start()..=r.end() {
+            set[(b >> 6) as usize] |= 1 << (b & 63);
+        }
+    }
+}
+
+/// Whether `b` is in `set`.
+pub(crate) fn set_has(set: &ByteSet, b: u8) -> bool {
+    set[(b >> 6) as usize] & (1 << (b & 63)) != 0
+}
 
 /// Walks the pattern keeping the match prefixes that are still "alive": consistent with the
 /// start of some keyword but not yet covering a whole one. Prefixes that cover a keyword are
@@ -15,10 +38,12 @@ type Seq = Vec<ClassBytes>;
 struct Walk<'a> {
     keywords: &'a [&'a [u8]],
     budget: usize,
+    /// Per keyword: bytes that can come right after it in a match.
+    follow: Vec<ByteSet>,
 }
 
 enum State {
-    Done,
+    Done(usize),
     Alive,
     Dead,
 }
@@ -26,12 +51,12 @@ enum State {
 impl Walk<'_> {
     fn classify(&self, seq: &[ClassBytes]) -> State {
         let n = seq.len();
-        if self
+        if let Some(k) = self
             .keywords
             .iter()
-            .any(|k| k.len() <= n && implies(&seq[..k.len()], k))
+            .position(|k| k.len() <= n && implies(&seq[..k.len()], k))
         {
-            return State::Done;
+            return State::Done(k);
         }
         if self
             .keywords
@@ -67,11 +92,18 @@ impl Walk<'_> {
         };
         let mut out = Vec::with_capacity(cur.len() * parts.len());
         for seq in cur {
+            if let Some(k) = seq.done {
+                set_add(&mut self.follow[k], class);
+                continue;
+            }
             for part in &parts {
                 let mut seq = seq.clone();
-                seq.push(part.clone());
-                match self.classify(&seq) {
-                    State::Done => {}
+                seq.classes.push(part.clone());
+                match self.classify(&seq.classes) {
+                    State::Done(k) => {
+                        seq.done = Some(k);
+                        out.push(seq);
+                    }
                     State::Alive => out.push(seq),
                     State::Dead => return None,
                 }
@@ -159,19 +191,39 @@ fn implies(seq: &[ClassBytes], kw: &[u8]) -> bool {
     })
 }
 
-/// Whether every match of `hir` starts with one of `keywords`.
-pub(crate) fn starts_with_keyword(hir: &Hir, keywords: &[String]) -> bool {
+/// When every match of `hir` starts with one of `keywords`: for each keyword, the bytes
+/// that can follow it in a match (all bytes if a match can end right after it). A keyword hit
+/// followed by any other byte cannot start a match, so the regex need not even run.
+pub(crate) fn anchored_follow(hir: &Hir, keywords: &[String]) -> Option<Vec<ByteSet>> {
     if keywords.is_empty() {
-        return false;
+        return None;
     }
     let kws: Vec<&[u8]> = keywords.iter().map(|k| k.as_bytes()).collect();
     let mut walk = Walk {
         keywords: &kws,
         budget: 50_000,
+        follow: vec![[0; 4]; kws.len()],
     };
-    // Any prefix still alive when the pattern ends is a match that may not contain a
-    // whole keyword at its start.
-    matches!(walk.extend(hir, vec![Vec::new()]), Some(rest) if rest.is_empty())
+    let rest = walk.extend(
+        hir,
+        vec![Seq {
+            classes: Vec::new(),
+            done: None,
+        }],
+    )?;
+    for seq in rest {
+        // A prefix still short of a keyword when the pattern ends: a match may not start
+        // with a keyword at all.
+        let k = seq.done?;
+        walk.follow[k] = [u64::MAX; 4];
+    }
+    Some(walk.follow)
+}
+
+/// Whether every match of `hir` starts with one of `keywords`.
+#[cfg(test)]
+fn starts_with_keyword(hir: &Hir, keywords: &[String]) -> bool {
+    anchored_follow(hir, keywords).is_some()
 }
 
 /// Bytes that every match of `hir` contains (each one individually).
@@ -253,6 +305,26 @@ mod anchored_tests {
         assert!(check(r"(?i:mrn|patient[ _-]?id)[:#]\d{5}", &["mrn", "patient"]));
         assert!(check(r"\bgh[pousr]_[A-Za-z0-9]{36}", &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]));
         assert!(check(r"(?i)api[_-]?key=", &["api_key", "api-key", "apikey"]));
+    }
+
+    #[test]
+    fn follow_sets() {
+        let parse = |re: &str| {
+            regex_syntax::ParserBuilder::new()
+                .unicode(false)
+                .utf8(false)
+                .build()
+                .parse(re)
+                .unwrap()
+        };
+        let kws = vec!["token".to_string(), "mrn".to_string()];
+        let f = anchored_follow(&parse(r"(?i)(?:token|mrn)\s{0,3}[:=]\s*x"), &kws).unwrap();
+        for (k, set) in f.iter().enumerate() {
+            assert!(set_has(set, b':') && set_has(set, b' ') && set_has(set, b'='), "{k}");
+            assert!(!set_has(set, b's') && !set_has(set, b'_'), "{k}");
+        }
+        let f = anchored_follow(&parse(r"\btoken\b"), &kws[..1]).unwrap();
+        assert!(set_has(&f[0], b's'), "a match may end right after the keyword");
     }
 
     #[test]

@@ -232,9 +232,13 @@ fn keyword_at(
     line: (usize, usize),
 ) {
     let kw_len = inner.keywords[k].len();
-    for &ri in &inner.keyword_rules[k] {
+    for &(ri, ki) in &inner.keyword_rules[k] {
         let rule = &inner.rules[ri as usize];
         if rule.anchored {
+            let next = at + kw_len;
+            if next < line.1 && !crate::prefix::set_has(&rule.follow[ki as usize], v[next]) {
+                continue;
+            }
             let end = (at + rule.max_len).min(line.1);
             anchored_rule(rule, ri, scratch, v, at, end);
             continue;
@@ -275,6 +279,12 @@ fn anchored_rule(
 ) {
     let input = Input::new(v).range(at..end).anchored(Anchored::Yes);
     let cache = &mut scratch.caches[ri as usize];
+    // Most attempts fail within a few bytes: decide that with the DFA alone, and pay for
+    // capture groups only on a real match.
+    let Some(m) = rule.regex.search_with(cache, &input) else {
+        return;
+    };
+    let input = input.range(at..m.end());
     let (ms, me, ss, se) = match (&mut scratch.captures[ri as usize], rule.secret_group) {
         (Some(caps), Some(g)) => {
             rule.regex.search_captures_with(cache, &input, caps);
@@ -284,12 +294,7 @@ fn anchored_rule(
                 None => return,
             }
         }
-        _ => {
-            let Some(m) = rule.regex.search_with(cache, &input) else {
-                return;
-            };
-            (m.start(), m.end(), m.start(), m.end())
-        }
+        _ => (m.start(), m.end(), m.start(), m.end()),
     };
     if ss < se && accept(rule, v, ms, me, ss, se) {
         scratch.spans.push(Span {
@@ -315,21 +320,23 @@ fn search_rule(
     let mut input = Input::new(v).range(a..b);
     let cache = &mut scratch.caches[ri as usize];
     loop {
+        let Some(found) = rule.regex.search_with(cache, &input) else {
+            break;
+        };
         let (ms, me, ss, se) = match (&mut scratch.captures[ri as usize], rule.secret_group) {
             (Some(caps), Some(g)) => {
-                rule.regex.search_captures_with(cache, &input, caps);
+                let exact = input
+                    .clone()
+                    .range(found.start()..found.end())
+                    .anchored(Anchored::Yes);
+                rule.regex.search_captures_with(cache, &exact, caps);
                 let Some(m) = caps.get_match() else { break };
                 match caps.get_group(g) {
                     Some(s) => (m.start(), m.end(), s.start, s.end),
                     None => (m.start(), m.end(), m.end(), m.end()),
                 }
             }
-            _ => {
-                let Some(m) = rule.regex.search_with(cache, &input) else {
-                    break;
-                };
-                (m.start(), m.end(), m.start(), m.end())
-            }
+            _ => (found.start(), found.end(), found.start(), found.end()),
         };
         if ss < se && accept(rule, v, ms, me, ss, se) {
             scratch.spans.push(Span {
@@ -413,7 +420,10 @@ fn structural_candidate(
 ) -> Option<usize> {
     let ri = inner.structural_rules[pid];
     let rule = &inner.rules[ri as usize];
-    let input = Input::new(v).range(start..v.len()).anchored(Anchored::Yes);
+    // Bound the search by the rule's longest match (+1 for a trailing look-around byte): the
+    // capture engine's work and memory grow with the searched length.
+    let end = (start + rule.max_len + 1).min(v.len());
+    let input = Input::new(v).range(start..end).anchored(Anchored::Yes);
     let cache = &mut scratch.caches[ri as usize];
     let (ms, me, ss, se) = match (&mut scratch.captures[ri as usize], rule.secret_group) {
         (Some(caps), Some(g)) => {

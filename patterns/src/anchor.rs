@@ -61,7 +61,23 @@ pub(crate) struct Anchors {
 /// length `LEN` (or a whole shorter keyword) shared by the most uncovered keywords, rarest
 /// first among equals.
 pub(crate) fn choose(keywords: &[String]) -> Anchors {
-    const LEN: usize = 4;
+    // Four bytes are more selective; three bytes are shared by more keywords. One Teddy
+    // pass handles 64 anchors, so take the longest length that fits in the fewest passes.
+    let four = choose_len(keywords, 4);
+    if four.anchors.len() <= 64 {
+        return four;
+    }
+    let three = choose_len(keywords, 3);
+    if three.anchors.len().div_ceil(64) < four.anchors.len().div_ceil(64) {
+        three
+    } else {
+        four
+    }
+}
+
+fn choose_len(keywords: &[String], len: usize) -> Anchors {
+    #[allow(non_snake_case)]
+    let LEN = len;
     let mut uncovered: Vec<usize> = (0..keywords.len()).collect();
     let mut anchors: Vec<Vec<u8>> = Vec::new();
     let mut assigned: Vec<(u32, u32)> = vec![(0, 0); keywords.len()];

@@ -459,6 +459,24 @@ fn looks_like_path_or_url(text: &[u8]) -> bool {
     if text.starts_with(b"./") || text.starts_with(b"../") || text.starts_with(b"~/") {
         return true;
     }
+    // A relative source path: identifier segments joined by '/', ending in a file name with
+    // a short lower-case extension (`pkg/router/sync.go`, `src/lib.rs`).
+    if text.contains(&b'/') {
+        let segs_ok = text.split(|&b| b == b'/').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.'))
+        });
+        let ext_ok = text.rsplit(|&b| b == b'/').next().is_some_and(|last| {
+            last.rsplit(|&b| b == b'.')
+                .next()
+                .is_some_and(|ext| (1..=5).contains(&ext.len()) && ext.len() < last.len())
+        });
+        if segs_ok && ext_ok {
+            return true;
+        }
+    }
     // Windows drive path: C:\ or C:/
     if text.len() >= 3
         && text[0].is_ascii_alphabetic()
@@ -524,7 +542,12 @@ fn is_placeholder(text: &[u8]) -> bool {
     }
     // Template and variable references, masked or bracketed stand-ins.
     match first {
-        b'<' | b'[' | b'(' | b'%' => return true,
+        b'<' | b'[' | b'(' => return true,
+        // `%NAME%` (Windows variables) and format directives (`%s`, `%(name)s`); a value
+        // that merely begins with `%` is still a value.
+        b'%' if is_percent_placeholder(text) => return true,
+        // A value never begins with its own separator: `TestToken::test_x`, `token::parser`.
+        b':' => return true,
         b'{' if text.get(1) == Some(&b'{') => return true,
         b'$' => {
             if let Some(&n) = text.get(1) {
@@ -544,7 +567,44 @@ fn is_placeholder(text: &[u8]) -> bool {
     if contains_ci(text, b"your") && contains_ci(text, b"here") {
         return true;
     }
-    looks_like_path_or_url(text) || looks_like_code(text)
+    looks_like_path_or_url(text) || looks_like_code(text) || looks_like_version(text)
+}
+
+fn is_percent_placeholder(text: &[u8]) -> bool {
+    let inner = &text[1..];
+    if let Some(name) = inner.strip_suffix(b"%") {
+        if !name.is_empty() && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+            return true;
+        }
+    }
+    if inner.first() == Some(&b'(') {
+        return true;
+    }
+    let Some((&conv, flags)) = inner.split_last() else {
+        return true;
+    };
+    matches!(conv, b's' | b'd' | b'i' | b'f' | b'v' | b'q' | b'x' | b'r')
+        && flags
+            .iter()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'l'))
+}
+
+/// A version such as `3.14.12-rc.3` or `v1.2.3` (an image tag after `token:`).
+fn looks_like_version(text: &[u8]) -> bool {
+    let t = text.strip_prefix(b"v").unwrap_or(text);
+    let core = t
+        .iter()
+        .take_while(|b| b.is_ascii_digit() || **b == b'.')
+        .count();
+    let dots = t[..core].iter().filter(|&&b| b == b'.').count();
+    core > 0
+        && t[0].is_ascii_digit()
+        && dots >= 1
+        && (core == t.len()
+            || (matches!(t[core], b'-' | b'+')
+                && t[core + 1..]
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))))
 }
 
 /// A plain word or identifier: only lower-case letters, or only upper-case letters, plus the
@@ -891,6 +951,8 @@ mod tests {
                 "t0k3n-2f9a-77bc",
                 "k9(Lm)2pQ#x7", // parens, but not a call
                 "Secret@2024xyz",
+                "%Ge1oKkXfy6ab*H", // begins with '%' but is no format directive
+                "%%weAJTcydiNJ",
             ],
             &[
                 "********",
@@ -906,6 +968,13 @@ mod tests {
                 "$DB_PASSWORD",
                 "{{ .Values.password }}",
                 "%API_KEY%",
+                "%(password)s",
+                "%-12s",
+                ":test_handler_upload", // `TestToken::test_handler_upload`
+                "3.14.12-rc.3",         // an image tag: `.../token:3.14.12-rc.3`
+                "v1.22.0",
+                "pkg/router/sync_socket.go",
+                "src/tracing_timeout.rs",
                 "<redacted>",
                 "<your-token>",
                 "[REDACTED:github-token]",

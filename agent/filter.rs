@@ -90,13 +90,27 @@ pub fn run<R: Read + AsRawFd, W: Write>(
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // Lines already complete are safe to emit; a partial line is withheld.
-                    process(redactor, &mut stream, &mut scratches, &buf[..filled], &mut out, true);
+                    process(
+                        redactor,
+                        &mut stream,
+                        &mut scratches,
+                        &buf[..filled],
+                        &mut out,
+                        true,
+                    );
                     let _ = output.write_all(&out);
                     return Err(FilterError::Read(e));
                 }
             }
         }
-        let kept = process(redactor, &mut stream, &mut scratches, &buf[..filled], &mut out, eof);
+        let kept = process(
+            redactor,
+            &mut stream,
+            &mut scratches,
+            &buf[..filled],
+            &mut out,
+            eof,
+        );
         buf.copy_within(filled - kept..filled, 0);
         filled = kept;
         if eof {
@@ -167,7 +181,12 @@ fn parallel(
     bounds.push(block.len());
     let inband = stream.inband();
     let mut results: Vec<(Vec<u8>, Counts)> = (0..parts_n)
-        .map(|i| (Vec::with_capacity(bounds[i + 1] - bounds[i] + 1024), Counts::default()))
+        .map(|i| {
+            (
+                Vec::with_capacity(bounds[i + 1] - bounds[i] + 1024),
+                Counts::default(),
+            )
+        })
         .collect();
     std::thread::scope(|s| {
         let mut jobs = scratches.iter_mut().zip(results.iter_mut()).enumerate();

@@ -113,9 +113,10 @@ impl RedactOpts {
                 })?;
                 let key = read(path)?;
                 let key = key.strip_suffix(b"\n").unwrap_or(&key);
-                MaskStyle::Pseudonym(PseudonymKey::new(key).map_err(|e| {
-                    OptsError::Invalid(format!("{}: {e}", path.display()))
-                })?)
+                MaskStyle::Pseudonym(
+                    PseudonymKey::new(key)
+                        .map_err(|e| OptsError::Invalid(format!("{}: {e}", path.display())))?,
+                )
             }
             s => MaskStyle::parse_simple(s).ok_or_else(|| {
                 OptsError::Invalid(format!(

@@ -75,7 +75,9 @@ pub fn run(redactor: &Redactor, argv: &[String]) -> Result<RunOutcome, RunError>
         let a = pump(redactor, &mut out, io::stdout().lock());
         (a, h.join().unwrap_or_else(|_| Ok(FilterSummary::default())))
     });
-    let status = child.wait().map_err(|source| RunError::Wait { program, source })?;
+    let status = child
+        .wait()
+        .map_err(|source| RunError::Wait { program, source })?;
     let mut counts = Counts::default();
     let mut stream_error = None;
     for r in [r1, r2] {

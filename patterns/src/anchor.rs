@@ -108,15 +108,15 @@ fn choose_len(keywords: &[String], len: usize) -> Anchors {
             .map(|(g, _)| g.to_vec())
             .expect("an uncovered keyword has a gram");
         let ai = anchors.len() as u32;
-        uncovered.retain(|&k| {
-            match memchr::memmem::find(keywords[k].as_bytes(), &best) {
+        uncovered.retain(
+            |&k| match memchr::memmem::find(keywords[k].as_bytes(), &best) {
                 Some(off) => {
                     assigned[k] = (ai, off as u32);
                     false
                 }
                 None => true,
-            }
-        });
+            },
+        );
         anchors.push(best);
     }
     let mut per_anchor = vec![Vec::new(); anchors.len()];
@@ -164,17 +164,28 @@ mod tests {
 
     #[test]
     fn every_keyword_contains_its_anchor() {
-        let kws: Vec<String> = ["account_number", "account-no", "password", "passwd", "://", "mrn", "ghp_"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let kws: Vec<String> = [
+            "account_number",
+            "account-no",
+            "password",
+            "passwd",
+            "://",
+            "mrn",
+            "ghp_",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let a = choose(&kws);
         let mut covered = vec![false; kws.len()];
         for (ai, list) in a.keywords.iter().enumerate() {
             for &(k, off) in list {
                 let kw = kws[k as usize].as_bytes();
                 let anchor = &a.anchors[ai];
-                assert_eq!(&kw[off as usize..off as usize + anchor.len()], anchor.as_slice());
+                assert_eq!(
+                    &kw[off as usize..off as usize + anchor.len()],
+                    anchor.as_slice()
+                );
                 covered[k as usize] = true;
             }
         }

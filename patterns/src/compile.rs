@@ -267,7 +267,13 @@ impl RedactorBuilder {
             .map(|r| r.max_len + r.context.as_ref().map_or(0, |c| c.1))
             .max()
             .unwrap_or(0)
-            .max(self.known.iter().map(|(v, _)| v.len() * 3).max().unwrap_or(0))
+            .max(
+                self.known
+                    .iter()
+                    .map(|(v, _)| v.len() * 3)
+                    .max()
+                    .unwrap_or(0),
+            )
             + 8;
         let window = self.window.max(overlap * 4);
         Ok(Redactor {
@@ -332,7 +338,11 @@ impl CompiledRule {
     fn compile(mut def: RuleDef) -> Result<CompiledRule, Error> {
         // A keyword that contains another keyword of the same rule adds nothing: every
         // occurrence of it is an occurrence of the shorter one.
-        let lower: Vec<String> = def.keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
+        let lower: Vec<String> = def
+            .keywords
+            .iter()
+            .map(|k| k.to_ascii_lowercase())
+            .collect();
         let mut kept: Vec<String> = Vec::new();
         for (i, k) in lower.iter().enumerate() {
             let redundant = lower
@@ -371,10 +381,9 @@ impl CompiledRule {
             .syntax(syntax_config())
             .build_from_hir(&hir)
             .map_err(|e| err(format!("regex: {}", one_line(&e.to_string()))))?;
-        let secret_group = regex.group_info().to_index(
-            regex_automata::PatternID::ZERO,
-            "secret",
-        );
+        let secret_group = regex
+            .group_info()
+            .to_index(regex_automata::PatternID::ZERO, "secret");
         let context = match &def.context {
             None => None,
             Some(c) => Some((
@@ -431,9 +440,10 @@ fn without_newline(hir: Hir) -> Hir {
             Hir::class(Class::Bytes(c))
         }
         HirKind::Class(Class::Unicode(mut c)) => {
-            let nl = regex_syntax::hir::ClassUnicode::new([
-                regex_syntax::hir::ClassUnicodeRange::new('\n', '\n'),
-            ]);
+            let nl =
+                regex_syntax::hir::ClassUnicode::new([regex_syntax::hir::ClassUnicodeRange::new(
+                    '\n', '\n',
+                )]);
             c.difference(&nl);
             Hir::class(Class::Unicode(c))
         }

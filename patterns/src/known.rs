@@ -125,7 +125,9 @@ mod tests {
             plain.extend_from_slice(b"suffix");
             let enc = B64.encode(&plain).into_bytes();
             assert!(
-                forms.iter().any(|f| enc.windows(f.len()).any(|w| w == f.as_slice())),
+                forms
+                    .iter()
+                    .any(|f| enc.windows(f.len()).any(|w| w == f.as_slice())),
                 "prefix {prefix_len}: {}",
                 String::from_utf8_lossy(&enc)
             );
@@ -139,7 +141,10 @@ mod tests {
         assert!(has("p%40ss%20w%22rd%2F1"));
         assert!(has("p%40ss%20w%22rd%2f1"));
         assert!(has("p@ss w\\\"rd\\/1"));
-        assert!(has(&"p@ss w\"rd/1".bytes().map(|b| format!("{b:02x}")).collect::<String>()));
+        assert!(has(&"p@ss w\"rd/1"
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()));
     }
 }
 
@@ -280,7 +285,9 @@ mod matcher_tests {
 
     #[test]
     fn small_and_large_sets_find_the_same_spans() {
-        let values: Vec<Vec<u8>> = (0..300).map(|i| format!("value-{i:04}-secret").into_bytes()).collect();
+        let values: Vec<Vec<u8>> = (0..300)
+            .map(|i| format!("value-{i:04}-secret").into_bytes())
+            .collect();
         let hay = b"x value-0007-secret y dmFsdWUtMDI5OS1zZWNyZXQ= z value-0300-secret".to_vec();
         let large = KnownValues::new(values.iter().map(|v| v.as_slice())).unwrap();
         assert!(matches!(large.imp, KnownImp::Large(_)));
@@ -292,6 +299,9 @@ mod matcher_tests {
         small.for_each(&hay, |a, b| want.push((a, b)));
         assert_eq!(got.first(), want.first());
         assert!(got.len() >= 2 && want.len() == 2, "{got:?} {want:?}");
-        assert!(!got.iter().any(|&(a, _)| a > 50), "value-0300 was never registered");
+        assert!(
+            !got.iter().any(|&(a, _)| a > 50),
+            "value-0300 was never registered"
+        );
     }
 }

@@ -24,8 +24,8 @@ pub mod validator;
 mod view;
 
 pub use compile::{
-    check_examples, ExampleFailure, Redactor, RedactorBuilder, RuleInfo, DEFAULT_MAX_LINE, DEFAULT_WINDOW, KNOWN_VALUE_ID,
-    LINE_TOO_LONG_ID, PRIVATE_KEY_BLOCK_ID,
+    check_examples, ExampleFailure, Redactor, RedactorBuilder, RuleInfo, DEFAULT_MAX_LINE,
+    DEFAULT_WINDOW, KNOWN_VALUE_ID, LINE_TOO_LONG_ID, PRIVATE_KEY_BLOCK_ID,
 };
 pub use error::Error;
 pub use known::{encoded_forms, KnownValues, MIN_KNOWN_LEN};

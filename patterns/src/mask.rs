@@ -95,7 +95,10 @@ mod tests {
         let a = render(&k, b"MRN12345");
         assert_eq!(a, render(&k, b"MRN12345"), "stable across calls");
         assert_ne!(a, render(&k, b"MRN12346"));
-        assert!(a.starts_with("[mrn:") && a.len() == "[mrn:".len() + 9, "{a}");
+        assert!(
+            a.starts_with("[mrn:") && a.len() == "[mrn:".len() + 9,
+            "{a}"
+        );
         assert!(PseudonymKey::new(b"short").is_err());
     }
 }

@@ -253,7 +253,9 @@ fn required_bytes(hir: &Hir) -> Vec<u8> {
         HirKind::Alternation(subs) => {
             let mut it = subs.iter().map(required_bytes);
             let first = it.next().unwrap_or_default();
-            it.fold(first, |acc, s| acc.into_iter().filter(|b| s.contains(b)).collect())
+            it.fold(first, |acc, s| {
+                acc.into_iter().filter(|b| s.contains(b)).collect()
+            })
         }
     }
 }
@@ -276,7 +278,10 @@ mod tests {
             .parse(r"(?:^|[^a-z])(?P<secret>[a-z]{1,9}@(?:[a-z]{2,9}\.)+[a-z]{2,6})\b")
             .unwrap();
         assert_eq!(rare_required_byte(&hir), Some(b'@'));
-        let hir = regex_syntax::ParserBuilder::new().build().parse(r"a@b|c").unwrap();
+        let hir = regex_syntax::ParserBuilder::new()
+            .build()
+            .parse(r"a@b|c")
+            .unwrap();
         assert_eq!(rare_required_byte(&hir), None);
     }
 
@@ -300,11 +305,23 @@ mod anchored_tests {
     #[test]
     fn anchored_rules_are_recognised() {
         assert!(check(r"\b(?:AKIA|ASIA)[A-Z2-7]{16}\b", &["akia", "asia"]));
-        assert!(check(r"(?i)\bpass(?:word|wd)\s*[:=]\s*(?P<secret>\S{8,64})", &["password", "passwd"]));
+        assert!(check(
+            r"(?i)\bpass(?:word|wd)\s*[:=]\s*(?P<secret>\S{8,64})",
+            &["password", "passwd"]
+        ));
         assert!(check(r"://[^:]{0,9}:(?P<secret>[^@]{1,9})@", &["://"]));
-        assert!(check(r"(?i:mrn|patient[ _-]?id)[:#]\d{5}", &["mrn", "patient"]));
-        assert!(check(r"\bgh[pousr]_[A-Za-z0-9]{36}", &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]));
-        assert!(check(r"(?i)api[_-]?key=", &["api_key", "api-key", "apikey"]));
+        assert!(check(
+            r"(?i:mrn|patient[ _-]?id)[:#]\d{5}",
+            &["mrn", "patient"]
+        ));
+        assert!(check(
+            r"\bgh[pousr]_[A-Za-z0-9]{36}",
+            &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]
+        ));
+        assert!(check(
+            r"(?i)api[_-]?key=",
+            &["api_key", "api-key", "apikey"]
+        ));
     }
 
     #[test]
@@ -320,11 +337,17 @@ mod anchored_tests {
         let kws = vec!["token".to_string(), "mrn".to_string()];
         let f = anchored_follow(&parse(r"(?i)(?:token|mrn)\s{0,3}[:=]\s*x"), &kws).unwrap();
         for (k, set) in f.iter().enumerate() {
-            assert!(set_has(set, b':') && set_has(set, b' ') && set_has(set, b'='), "{k}");
+            assert!(
+                set_has(set, b':') && set_has(set, b' ') && set_has(set, b'='),
+                "{k}"
+            );
             assert!(!set_has(set, b's') && !set_has(set, b'_'), "{k}");
         }
         let f = anchored_follow(&parse(r"\btoken\b"), &kws[..1]).unwrap();
-        assert!(set_has(&f[0], b's'), "a match may end right after the keyword");
+        assert!(
+            set_has(&f[0], b's'),
+            "a match may end right after the keyword"
+        );
     }
 
     #[test]

@@ -144,7 +144,12 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let col = offset - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+    let col = offset
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1)
+        + 1;
     (line, col)
 }
 
@@ -188,7 +193,9 @@ pub fn parse_pack(name: &str, file: &str, text: &str) -> Result<Pack, Error> {
             None => None,
             Some(c) => {
                 if c.words.is_empty() || c.words.iter().any(|w| w.is_empty() || !w.is_ascii()) {
-                    return Err(rule_err("context.words must be non-empty ASCII words".into()));
+                    return Err(rule_err(
+                        "context.words must be non-empty ASCII words".into(),
+                    ));
                 }
                 Some(Context {
                     words: c.words,
@@ -247,17 +254,25 @@ mod tests {
 
     #[test]
     fn bad_toml_names_file_and_line() {
-        let e = parse_pack("x", "x.toml", "[[rule]]\nid = \"a\"\ncategory = \"nope\"\nregex='a'\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse_pack(
+            "x",
+            "x.toml",
+            "[[rule]]\nid = \"a\"\ncategory = \"nope\"\nregex='a'\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("x.toml:3:"), "{e}");
     }
 
     #[test]
     fn bad_id_names_rule_and_line() {
-        let e = parse_pack("x", "x.toml", "\n[[rule]]\nid = \"Bad Id\"\ncategory = \"secret\"\nregex='a'\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse_pack(
+            "x",
+            "x.toml",
+            "\n[[rule]]\nid = \"Bad Id\"\ncategory = \"secret\"\nregex='a'\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("x.toml:2") && e.contains("Bad Id"), "{e}");
     }
 }

@@ -106,7 +106,15 @@ impl Redactor {
     ) {
         scratch.spans.clear();
         self.find_spans(scratch, lines, extra_known);
-        write_masked(&self.inner, lines, &mut scratch.spans, 0, lines.len(), out, counts);
+        write_masked(
+            &self.inner,
+            lines,
+            &mut scratch.spans,
+            0,
+            lines.len(),
+            out,
+            counts,
+        );
     }
 
     /// Fills `scratch.spans` (unsorted, possibly overlapping) with every match in `hay`.
@@ -124,7 +132,9 @@ impl Redactor {
         structural_pass(inner, scratch, v);
         let id = inner.known_id as u32;
         for k in inner.known.iter().chain(extra_known) {
-            k.for_each(hay, |start, end| scratch.spans.push(Span { start, end, id }));
+            k.for_each(hay, |start, end| {
+                scratch.spans.push(Span { start, end, id })
+            });
         }
         scratch.view_buf = view_buf;
     }
@@ -319,10 +329,7 @@ fn search_rule(
     let _ = inner;
     let mut input = Input::new(v).range(a..b);
     let cache = &mut scratch.caches[ri as usize];
-    loop {
-        let Some(found) = rule.regex.search_with(cache, &input) else {
-            break;
-        };
+    while let Some(found) = rule.regex.search_with(cache, &input) {
         let (ms, me, ss, se) = match (&mut scratch.captures[ri as usize], rule.secret_group) {
             (Some(caps), Some(g)) => {
                 let exact = input
@@ -388,7 +395,8 @@ fn structural_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
                 if pid == m.pattern().as_usize() {
                     continue;
                 }
-                anchored = anchored.anchored(Anchored::Pattern(regex_automata::PatternID::must(pid)));
+                anchored =
+                    anchored.anchored(Anchored::Pattern(regex_automata::PatternID::must(pid)));
                 if re.search_with(&mut cache, &anchored).is_some() {
                     found = structural_candidate(inner, scratch, v, pid, m.start());
                     if found.is_some() {
@@ -475,9 +483,7 @@ pub(crate) fn write_masked(
             continue;
         }
         out.extend_from_slice(&hay[pos..a]);
-        inner
-            .mask
-            .write(&inner.ids[s.id as usize], &hay[a..b], out);
+        inner.mask.write(&inner.ids[s.id as usize], &hay[a..b], out);
         counts.bump(s.id);
         pos = b;
     }
@@ -509,18 +515,46 @@ mod tests {
     #[test]
     fn merge_overlaps_keeps_adjacent() {
         let mut v = vec![
-            Span { start: 5, end: 9, id: 1 },
-            Span { start: 0, end: 3, id: 0 },
-            Span { start: 2, end: 4, id: 2 },
-            Span { start: 9, end: 10, id: 3 },
+            Span {
+                start: 5,
+                end: 9,
+                id: 1,
+            },
+            Span {
+                start: 0,
+                end: 3,
+                id: 0,
+            },
+            Span {
+                start: 2,
+                end: 4,
+                id: 2,
+            },
+            Span {
+                start: 9,
+                end: 10,
+                id: 3,
+            },
         ];
         merge(&mut v);
         assert_eq!(
             v,
             vec![
-                Span { start: 0, end: 4, id: 0 },
-                Span { start: 5, end: 9, id: 1 },
-                Span { start: 9, end: 10, id: 3 },
+                Span {
+                    start: 0,
+                    end: 4,
+                    id: 0
+                },
+                Span {
+                    start: 5,
+                    end: 9,
+                    id: 1
+                },
+                Span {
+                    start: 9,
+                    end: 10,
+                    id: 3
+                },
             ]
         );
     }

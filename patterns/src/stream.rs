@@ -274,10 +274,7 @@ impl Stream {
             &mut self.counts,
         );
         let id = self.r.inner.too_long_id;
-        self.r
-            .inner
-            .mask
-            .write(&self.r.inner.ids[id], b"", out);
+        self.r.inner.mask.write(&self.r.inner.ids[id], b"", out);
         self.counts.bump(id as u32);
         self.pending = hay;
         self.pending.clear();

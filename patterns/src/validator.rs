@@ -464,9 +464,9 @@ fn looks_like_path_or_url(text: &[u8]) -> bool {
     if text.contains(&b'/') {
         let segs_ok = text.split(|&b| b == b'/').all(|seg| {
             !seg.is_empty()
-                && seg
-                    .iter()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.'))
+                && seg.iter().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
+                })
         });
         let ext_ok = text.rsplit(|&b| b == b'/').next().is_some_and(|last| {
             last.rsplit(|&b| b == b'.')

@@ -23,7 +23,11 @@ fn every_builtin_rule_has_enough_examples() {
         }
     }
     assert!(n >= 30, "only {n} built-in rules");
-    assert!(short.is_empty(), "rules with too few examples:\n{}", short.join("\n"));
+    assert!(
+        short.is_empty(),
+        "rules with too few examples:\n{}",
+        short.join("\n")
+    );
 }
 
 #[test]
@@ -38,11 +42,20 @@ fn every_builtin_example_behaves() {
                 "{} ({}): expected {} for {:?}, got {:?}",
                 f.id,
                 f.origin,
-                if f.expected_match { "a mask" } else { "no mask" },
+                if f.expected_match {
+                    "a mask"
+                } else {
+                    "no mask"
+                },
                 f.example,
                 f.output
             )
         })
         .collect();
-    assert!(report.is_empty(), "{} failing examples:\n{}", report.len(), report.join("\n"));
+    assert!(
+        report.is_empty(),
+        "{} failing examples:\n{}",
+        report.len(),
+        report.join("\n")
+    );
 }

@@ -65,7 +65,15 @@ fn chunked(r: &Redactor, input: &[u8], cuts: &[usize]) -> Vec<u8> {
 
 fn assert_clean(out: &[u8]) {
     let text = String::from_utf8_lossy(out);
-    for v in [TOKEN, KNOWN, SSN, KEY_LINES[0], KEY_LINES[1], "s3cr3tPassw0rdXYZ", "Inband-Secret-42"] {
+    for v in [
+        TOKEN,
+        KNOWN,
+        SSN,
+        KEY_LINES[0],
+        KEY_LINES[1],
+        "s3cr3tPassw0rdXYZ",
+        "Inband-Secret-42",
+    ] {
         assert!(!text.contains(v), "{v} leaked");
     }
     assert!(!text.contains("Zw=="), "key tail leaked");
@@ -166,7 +174,11 @@ fn past_the_hard_limit_the_rest_is_never_emitted() {
     input.extend_from_slice(b"\nnext line\n");
     let (out, counts) = r.redact_all(&input);
     let text = String::from_utf8_lossy(&out);
-    assert!(text.ends_with("[REDACTED:line-too-long]\nnext line\n"), "{}", &text[text.len() - 60..]);
+    assert!(
+        text.ends_with("[REDACTED:line-too-long]\nnext line\n"),
+        "{}",
+        &text[text.len() - 60..]
+    );
     assert!(!text.contains("ghp_"));
     let too_long = r.ids().iter().position(|i| i == "line-too-long").unwrap();
     assert_eq!(counts.0[too_long], 1);

@@ -15,13 +15,23 @@ fn broken_rule_file_exits_2_naming_file_line_and_rule() {
         let out = run_with_input(logveil(&a), b"abc123\n");
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = text(&out.stderr);
-        assert!(err.contains("bad.toml:7") && err.contains("broken-rule"), "{err}");
+        assert!(
+            err.contains("bad.toml:7") && err.contains("broken-rule"),
+            "{err}"
+        );
         assert!(out.stdout.is_empty());
     }
-    let f2 = dir.write("syntax.toml", b"[[rule]]\nid = \"x\"\ncategory = \"secret\"\nregex = 'a'\nbogus = 1\n");
+    let f2 = dir.write(
+        "syntax.toml",
+        b"[[rule]]\nid = \"x\"\ncategory = \"secret\"\nregex = 'a'\nbogus = 1\n",
+    );
     let out = run_with_input(logveil(&["filter", "--rules", f2.to_str().unwrap()]), b"");
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("syntax.toml:5"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("syntax.toml:5"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -48,7 +58,13 @@ no_match = ["acme_short", "acme_0123456789abcdefg", "acme", "xacme_0123456789abc
     );
     assert_eq!(text(&out.stdout), "key [REDACTED:acme-token]\n");
     let out = run_with_input(
-        logveil(&["filter", "--rules", f.to_str().unwrap(), "--disable", "acme-token"]),
+        logveil(&[
+            "filter",
+            "--rules",
+            f.to_str().unwrap(),
+            "--disable",
+            "acme-token",
+        ]),
         b"key acme_0123456789abcdef\n",
     );
     assert_eq!(text(&out.stdout), "key acme_0123456789abcdef\n");
@@ -73,7 +89,11 @@ fn rules_list_shows_every_pack() {
     for pack in [" secrets ", " pii ", " phi ", " network "] {
         assert!(t.contains(pack), "pack{pack}missing:\n{t}");
     }
-    assert!(t.lines().any(|l| l.contains(" network ") && l.contains(" no ")), "network is opt-in");
+    assert!(
+        t.lines()
+            .any(|l| l.contains(" network ") && l.contains(" no ")),
+        "network is opt-in"
+    );
 }
 
 #[test]
@@ -94,7 +114,9 @@ fn run_keeps_exit_code_and_redacts_both_streams() {
     assert!(e.starts_with("err [REDACTED:") && !e.contains(token), "{e}");
     let out = logveil(&["run", "--", "true"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let out = logveil(&["run", "--", "/nonexistent/program"]).output().unwrap();
+    let out = logveil(&["run", "--", "/nonexistent/program"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(127));
     assert!(text(&out.stderr).contains("/nonexistent/program"));
 }
@@ -105,6 +127,9 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let out = logveil(&["frobnicate"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = logveil(&["filter", "--mask-style", "weird"]).stdin(std::process::Stdio::null()).output().unwrap();
+    let out = logveil(&["filter", "--mask-style", "weird"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

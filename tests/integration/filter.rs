@@ -12,7 +12,9 @@ fn b64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
     for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= c.len() {
                 s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -28,7 +30,10 @@ fn b64(data: &[u8]) -> String {
 fn known_values_and_every_encoding_are_masked() {
     let dir = TempDir::new("known");
     let value = "Sup3r/Secret+Value\"42";
-    let file = dir.write("known.txt", format!("{value}\r\nanother-value-7\n\n").as_bytes());
+    let file = dir.write(
+        "known.txt",
+        format!("{value}\r\nanother-value-7\n\n").as_bytes(),
+    );
     let hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
     let mut lines = vec![
         format!("raw {value} end"),
@@ -39,8 +44,14 @@ fn known_values_and_every_encoding_are_masked() {
         "second another-value-7".to_string(),
     ];
     for prefix in ["", "a", "ab"] {
-        lines.push(format!("b64 {}", b64(format!("{prefix}{value}").as_bytes())));
-        lines.push(format!("b64-mid {}", b64(format!("{prefix}{value}trailing").as_bytes())));
+        lines.push(format!(
+            "b64 {}",
+            b64(format!("{prefix}{value}").as_bytes())
+        ));
+        lines.push(format!(
+            "b64-mid {}",
+            b64(format!("{prefix}{value}trailing").as_bytes())
+        ));
     }
     let input = lines.join("\n") + "\n";
     let out = run_with_input(
@@ -51,7 +62,10 @@ fn known_values_and_every_encoding_are_masked() {
     let got = text(&out.stdout);
     assert_eq!(got.lines().count(), lines.len());
     for (i, line) in got.lines().enumerate() {
-        assert!(line.contains("[REDACTED:known-value]"), "line {i} not masked: {line}");
+        assert!(
+            line.contains("[REDACTED:known-value]"),
+            "line {i} not masked: {line}"
+        );
     }
     assert!(!got.contains(value) && !got.contains(&hex) && !got.contains("another-value-7"));
     // No 12-char piece of any encoded form survives.
@@ -68,23 +82,33 @@ fn mask_env_and_logveil_mask_prefix() {
     let out = run_with_input(
         {
             let mut c = logveil(&["filter", "--mask-env", "MY_TOKEN"]);
-            c.env("MY_TOKEN", "env-secret-123").env("LOGVEIL_MASK_DB", "db-pass-456");
+            c.env("MY_TOKEN", "env-secret-123")
+                .env("LOGVEIL_MASK_DB", "db-pass-456");
             c
         },
         b"a env-secret-123 b db-pass-456 c\n",
     );
     assert!(out.status.success());
-    assert_eq!(text(&out.stdout), "a [REDACTED:known-value] b [REDACTED:known-value] c\n");
+    assert_eq!(
+        text(&out.stdout),
+        "a [REDACTED:known-value] b [REDACTED:known-value] c\n"
+    );
 }
 
 #[test]
 fn short_known_value_is_refused_with_exit_2() {
     let dir = TempDir::new("short");
     let file = dir.write("k.txt", b"long-enough-value\n{\n");
-    let out = run_with_input(logveil(&["filter", "--mask-file", file.to_str().unwrap()]), b"x\n");
+    let out = run_with_input(
+        logveil(&["filter", "--mask-file", file.to_str().unwrap()]),
+        b"x\n",
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("k.txt:2") && err.contains("shorter than"), "{err}");
+    assert!(
+        err.contains("k.txt:2") && err.contains("shorter than"),
+        "{err}"
+    );
     assert!(out.stdout.is_empty());
     let out = run_with_input(
         {
@@ -120,7 +144,11 @@ fn invalid_utf8_nul_cr_and_ansi_pass_through() {
     input.extend_from_slice(b" \xfe\n");
     let out = run_with_input(logveil(&["filter"]), &input);
     let got = out.stdout;
-    assert!(got.starts_with(b"\xff\x00 token=[REDACTED:") && got.ends_with(b"] \xfe\n"), "{}", text(&got));
+    assert!(
+        got.starts_with(b"\xff\x00 token=[REDACTED:") && got.ends_with(b"] \xfe\n"),
+        "{}",
+        text(&got)
+    );
 }
 
 #[test]
@@ -129,7 +157,10 @@ fn unterminated_last_line_is_redacted_without_adding_a_newline() {
     let out = run_with_input(logveil(&["filter"]), input.as_bytes());
     assert!(out.status.success());
     let got = text(&out.stdout);
-    assert!(got.starts_with("first\nlast [REDACTED:") && got.ends_with(']'), "{got}");
+    assert!(
+        got.starts_with("first\nlast [REDACTED:") && got.ends_with(']'),
+        "{got}"
+    );
 }
 
 #[test]
@@ -141,7 +172,10 @@ fn hundred_megabyte_line_with_token_at_end() {
     let out = run_with_input(logveil(&["filter"]), &input);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let got = &out.stdout;
-    assert!(!got.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()), "token leaked");
+    assert!(
+        !got.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
+        "token leaked"
+    );
     assert_eq!(got.iter().filter(|&&b| b == b'\n').count(), 2);
     assert!(got[..100 << 20].iter().all(|&b| b == b'x'));
     assert!(got.ends_with(b"]\nafter\n"));
@@ -152,7 +186,10 @@ fn line_past_hard_limit_fails_closed() {
     let mut input = vec![b'y'; 3 << 20];
     input.extend_from_slice(TOKEN.as_bytes());
     input.extend_from_slice(b"\nnext\n");
-    let out = run_with_input(logveil(&["filter", "--max-line-bytes", "2097152", "--stats"]), &input);
+    let out = run_with_input(
+        logveil(&["filter", "--max-line-bytes", "2097152", "--stats"]),
+        &input,
+    );
     assert!(out.status.success());
     let got = &out.stdout;
     assert!(got.ends_with(b"[REDACTED:line-too-long]\nnext\n"));
@@ -171,12 +208,23 @@ fn head_closing_the_pipe_exits_zero_quietly() {
     let f = dir.write("in.log", input.as_bytes());
     let out = std::process::Command::new("bash")
         .arg("-c")
-        .arg(format!("set -o pipefail; {} filter < {} | head -1", bin(), f.display()))
+        .arg(format!(
+            "set -o pipefail; {} filter < {} | head -1",
+            bin(),
+            f.display()
+        ))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "line 0 with some ordinary build output\n");
-    assert!(!text(&out.stderr).contains("panic"), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "line 0 with some ordinary build output\n"
+    );
+    assert!(
+        !text(&out.stderr).contains("panic"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -194,7 +242,10 @@ fn a_line_comes_out_before_stdin_closes() {
         stdin.flush().unwrap();
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
-        assert!(line.starts_with(&format!("step {i}: token [REDACTED:")), "{line}");
+        assert!(
+            line.starts_with(&format!("step {i}: token [REDACTED:")),
+            "{line}"
+        );
         assert!(t0.elapsed() < Duration::from_secs(5));
     }
     drop(stdin);
@@ -215,10 +266,23 @@ fn mask_styles() {
     assert_eq!(run(&[]), "x [REDACTED:known-value] y\n");
     assert_eq!(run(&["--mask-style", "fixed"]), "x [REDACTED] y\n");
     assert_eq!(run(&["--mask-style", "length"]), "x **************** y\n");
-    let p1 = run(&["--mask-style", "pseudonym", "--pseudonym-key-file", key.to_str().unwrap()]);
-    let p2 = run(&["--mask-style", "pseudonym", "--pseudonym-key-file", key.to_str().unwrap()]);
+    let p1 = run(&[
+        "--mask-style",
+        "pseudonym",
+        "--pseudonym-key-file",
+        key.to_str().unwrap(),
+    ]);
+    let p2 = run(&[
+        "--mask-style",
+        "pseudonym",
+        "--pseudonym-key-file",
+        key.to_str().unwrap(),
+    ]);
     assert_eq!(p1, p2, "pseudonyms are stable across runs");
-    assert!(p1.starts_with("x [known-value:") && !p1.contains("patient-42"), "{p1}");
+    assert!(
+        p1.starts_with("x [known-value:") && !p1.contains("patient-42"),
+        "{p1}"
+    );
     let out = run_with_input(logveil(&["filter", "--mask-style", "pseudonym"]), input);
     assert_eq!(out.status.code(), Some(2));
 }
@@ -227,7 +291,10 @@ fn mask_styles() {
 fn parallel_and_single_thread_agree() {
     let mut input = String::new();
     for i in 0..60_000 {
-        input.push_str(&format!("{i} build step ok {}\n", if i % 97 == 0 { TOKEN } else { "-" }));
+        input.push_str(&format!(
+            "{i} build step ok {}\n",
+            if i % 97 == 0 { TOKEN } else { "-" }
+        ));
         if i == 30_000 {
             input.push_str("::add-mask::late-registered-secret\n");
         }
@@ -249,5 +316,7 @@ fn parallel_and_single_thread_agree() {
         .unwrap();
     assert!(one.status.success() && two.status.success());
     assert_eq!(one.stdout, two.stdout);
-    assert!(!text(&one.stdout).contains(TOKEN) && !text(&one.stdout).contains("late-registered-secret"));
+    assert!(
+        !text(&one.stdout).contains(TOKEN) && !text(&one.stdout).contains("late-registered-secret")
+    );
 }

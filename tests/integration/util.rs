@@ -11,7 +11,9 @@ pub fn bin() -> &'static str {
 /// A command for the binary, environment cleared except PATH.
 pub fn logveil(args: &[&str]) -> Command {
     let mut c = Command::new(bin());
-    c.args(args).env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    c.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
     c
 }
 

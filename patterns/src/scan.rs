@@ -362,7 +362,7 @@ fn search_rule(
 
 /// Validator and context checks on a candidate (match `ms..me`, masked part `ss..se`).
 fn accept(rule: &CompiledRule, v: &[u8], ms: usize, me: usize, ss: usize, se: usize) -> bool {
-    if !rule.def.validator.check(&v[ss..se]) {
+    if !rule.def.validator.check(&v[ss..se]) || inside_marker(v, ss) {
         return false;
     }
     if let Some((ac, window)) = &rule.context {
@@ -374,6 +374,17 @@ fn accept(rule: &CompiledRule, v: &[u8], ms: usize, me: usize, ss: usize, se: us
         }
     }
     true
+}
+
+/// Whether `at` lies inside a `[REDACTED:...]` marker (text this or an earlier run already
+/// masked): a value never starts there, so redacting redacted text changes nothing.
+fn inside_marker(v: &[u8], at: usize) -> bool {
+    const MARKER: &[u8] = b"[REDACTED";
+    let from = at.saturating_sub(64 + MARKER.len());
+    let Some(open) = memchr::memrchr(b'[', &v[from..at]).map(|i| from + i) else {
+        return false;
+    };
+    v[open..].starts_with(MARKER) && memchr::memchr(b']', &v[open..at]).is_none()
 }
 
 fn structural_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {

@@ -59,3 +59,28 @@ fn every_builtin_example_behaves() {
         report.join("\n")
     );
 }
+
+/// Masks are placeholders no rule matches: redacting redacted output changes nothing, for
+/// every mask style that keeps a marker.
+#[test]
+fn masked_output_is_a_fixed_point() {
+    let packs = builtin_packs().expect("built-in packs parse");
+    for style in ["rule-id", "fixed"] {
+        let mut b = logveil_patterns::RedactorBuilder::new();
+        b.enable_pack("network").unwrap();
+        b.mask_style(logveil_patterns::MaskStyle::parse_simple(style).unwrap());
+        let r = b.build().unwrap();
+        for rule in packs.iter().flat_map(|p| &p.rules) {
+            for ex in &rule.examples_match {
+                let (once, _) = r.redact_all(ex.as_bytes());
+                let (twice, _) = r.redact_all(&once);
+                assert_eq!(
+                    String::from_utf8_lossy(&twice),
+                    String::from_utf8_lossy(&once),
+                    "{style}: re-redacting the output of {} example {ex:?}",
+                    rule.id
+                );
+            }
+        }
+    }
+}

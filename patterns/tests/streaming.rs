@@ -128,6 +128,28 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(60))]
+    /// The same contract with the built-in packs (every structural, keyword and context rule).
+    #[test]
+    fn builtin_packs_chunking_never_changes_output(
+        segs in prop::collection::vec(segment(), 1..30),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..20),
+    ) {
+        let mut b = RedactorBuilder::new();
+        b.window(2048);
+        b.known_value(KNOWN.as_bytes(), "test").unwrap();
+        let r = b.build().unwrap();
+        let input: Vec<u8> = segs.concat();
+        let (whole, _) = r.redact_all(&input);
+        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(input.len() + 1)).collect();
+        cuts.sort();
+        let streamed = chunked(&r, &input, &cuts);
+        prop_assert_eq!(String::from_utf8_lossy(&streamed), String::from_utf8_lossy(&whole));
+        assert_clean(&whole);
+    }
+}
+
 #[test]
 fn secret_across_byte_65536_every_chunk_size() {
     let r = redactor(1 << 20);

@@ -50,6 +50,31 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RulesCmd,
     },
+    /// Runner sidecar: tail log files, redact, seal batches into a hash chain, archive them.
+    Agent {
+        /// The TOML config (see config.example.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Check a sidecar config: exit 0, or 2 with `file:line:col: message`.
+    CheckConfig {
+        /// The TOML config.
+        file: PathBuf,
+    },
+    /// Create an Ed25519 key pair for sealing: DIR/seal.key (mode 0600) and DIR/seal.pub.
+    Keygen {
+        /// Directory for the key files (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Verify an archive of sealed batches; exit 1 naming the first bad seq.
+    Verify {
+        /// The archive directory.
+        dir: PathBuf,
+        /// The public key (seal.pub).
+        #[arg(long, value_name = "FILE")]
+        pubkey: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -92,6 +117,10 @@ pub fn main() -> ExitCode {
         Cmd::Rules {
             cmd: RulesCmd::Test { file },
         } => cmd_rules_test(&file),
+        Cmd::Agent { config } => crate::pipeline::agent_main(&config),
+        Cmd::CheckConfig { file } => crate::config::check_config_main(&file),
+        Cmd::Keygen { out } => crate::keys::keygen_main(&out),
+        Cmd::Verify { dir, pubkey } => crate::verify::verify_main(&dir, &pubkey),
     }
 }
 

@@ -5,3 +5,15 @@ pub mod cli;
 pub mod filter;
 pub mod redact_opts;
 pub mod run_cmd;
+// Runner sidecar (`agent --config`, `check-config`, `keygen`, `verify`).
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod durable;
+pub mod event;
+pub mod keys;
+pub mod pipeline;
+pub mod seal;
+pub mod sink;
+pub mod source;
+pub mod verify;

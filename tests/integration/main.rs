@@ -2,4 +2,5 @@
 
 mod cli;
 mod filter;
+mod sidecar;
 mod util;

@@ -1,0 +1,930 @@
+//! The sidecar's configuration file (`agent --config`, `check-config`).
+//!
+//! One TOML file, every table `deny_unknown_fields`, every error reported as
+//! `file:line:col: message` (exit 2). Relative paths are resolved against the directory of the
+//! config file, so a config and the files it names can move together. Secrets are never
+//! written inline: a key, known value or pseudonym key is a reference, `env:NAME` or
+//! `file:PATH`. `config.example.toml` at the repository root documents every key.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use logveil_patterns::{MaskStyle, PseudonymKey, Redactor, RedactorBuilder};
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Where checkpoints and the chain state live when `data_dir` is not given.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/logveil";
+/// Default hard line limit of the sidecar: past it a line is cut and ends with
+/// `[REDACTED:line-too-long]`.
+pub const DEFAULT_MAX_LINE_BYTES: u64 = 1 << 20;
+/// The smallest `max_line_bytes` accepted.
+pub const MIN_MAX_LINE_BYTES: u64 = 64 << 10;
+
+/// A configuration error, located in the file when the parser knows where.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// 1-based line and column.
+    pub at: Option<(usize, usize)>,
+    /// What is wrong (never a secret's value).
+    pub msg: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at {
+            Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.file.display(), self.msg),
+            None => write!(f, "{}: {}", self.file.display(), self.msg),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The parsed file, before paths are resolved and defaults filled in.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: Option<String>,
+    host: Option<String>,
+    exit_after_idle: Option<Dur>,
+    #[serde(default)]
+    log_level: LogLevel,
+    #[serde(default, rename = "source")]
+    sources: Vec<Spanned<RawSource>>,
+    redact: Option<Spanned<RawRedact>>,
+    #[serde(default)]
+    batch: RawBatch,
+    seal: Option<Spanned<RawSeal>>,
+    #[serde(default, rename = "sink")]
+    sinks: Vec<Spanned<RawSink>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    #[serde(rename = "type")]
+    kind: SourceKind,
+    include: Option<Vec<Spanned<String>>>,
+    exclude: Option<Vec<Spanned<String>>>,
+    start_at: Option<StartAt>,
+    poll_interval: Option<Dur>,
+    rotate_wait: Option<Dur>,
+    fingerprint_bytes: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum SourceKind {
+    File,
+    Stdin,
+}
+
+/// Where a file source starts in a file it has no checkpoint for.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// Read files from their first byte.
+    #[default]
+    Beginning,
+    /// Files present at start-up are read from their end (new files from the beginning).
+    End,
+}
+
+/// The agent's own log level (stderr).
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// Start-up, rotation, shutdown.
+    #[default]
+    Info,
+    /// Per-batch detail.
+    Debug,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRedact {
+    #[serde(default)]
+    packs: Vec<Spanned<String>>,
+    #[serde(default)]
+    rules: Vec<Spanned<String>>,
+    #[serde(default)]
+    disable: Vec<String>,
+    #[serde(default)]
+    mask_style: MaskStyleName,
+    pseudonym_key: Option<Spanned<SecretRef>>,
+    #[serde(default)]
+    known_values: Vec<Spanned<SecretRef>>,
+    max_line_bytes: Option<Spanned<ByteSize>>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+enum MaskStyleName {
+    #[default]
+    RuleId,
+    Fixed,
+    Length,
+    Pseudonym,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBatch {
+    max_events: Option<Spanned<u64>>,
+    max_bytes: Option<Spanned<ByteSize>>,
+    max_age: Option<Dur>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawSeal {
+    key: Option<Spanned<SecretRef>>,
+    #[serde(default)]
+    generate_if_missing: bool,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    #[serde(rename = "type")]
+    kind: SinkKind,
+    path: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum SinkKind {
+    Archive,
+}
+
+/// A duration written as `250ms`, `5s`, `2m` or `1h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration string like \"250ms\", \"5s\", \"2m\" or \"1h\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
+                parse_duration(s).map(Dur).ok_or_else(|| {
+                    E::custom(format!(
+                        "invalid duration {s:?}: expected a number and a unit (ms, s, m, h), like \"5s\""
+                    ))
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Parses `250ms`, `5s`, `1.5s`, `2m`, `1h`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    (0.0..1e9)
+        .contains(&secs)
+        .then(|| Duration::from_secs_f64(secs))
+}
+
+/// A size in bytes: an integer, or a string like `"64KiB"`, `"1MiB"`, `"10MB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size: bytes as an integer, or a string like \"1MiB\"")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<ByteSize, E> {
+                u64::try_from(n)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(n))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ByteSize, E> {
+                parse_size(s).map(ByteSize).ok_or_else(|| {
+                    E::custom(format!(
+                        "invalid size {s:?}: expected bytes, or a number with B, KiB, MiB, GiB, KB, MB or GB"
+                    ))
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parses `4096`, `64KiB`, `1MiB`, `1GiB`, `10MB`, `512B`.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mul: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
+const INLINE_SECRET: &str =
+    "secrets are referenced as \"env:NAME\" or \"file:PATH\", never written inline";
+
+/// A reference to a secret: `env:NAME` or `file:PATH`. Inline values are refused, and no
+/// error message ever repeats what was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// An environment variable of the agent.
+    Env(String),
+    /// A file (relative paths are relative to the config file).
+    File(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SecretRef;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a secret reference \"env:NAME\" or \"file:PATH\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<SecretRef, E> {
+                if let Some(name) = s.strip_prefix("env:") {
+                    if name.is_empty() || name.contains('=') || name.contains('\0') {
+                        return Err(E::custom(
+                            "env: needs a variable name, like env:DEPLOY_TOKEN",
+                        ));
+                    }
+                    Ok(SecretRef::Env(name.to_string()))
+                } else if let Some(p) = s.strip_prefix("file:") {
+                    if p.is_empty() {
+                        return Err(E::custom(
+                            "file: needs a path, like file:/run/secrets/token",
+                        ));
+                    }
+                    Ok(SecretRef::File(PathBuf::from(p)))
+                } else {
+                    // Never echo `s`: it may be the secret itself.
+                    Err(E::custom(INLINE_SECRET))
+                }
+            }
+            // Other types get the same message: serde's default would quote the value.
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<SecretRef, E> {
+                Err(E::custom(INLINE_SECRET))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<SecretRef, E> {
+                Err(E::custom(INLINE_SECRET))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<SecretRef, E> {
+                Err(E::custom(INLINE_SECRET))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<SecretRef, E> {
+                Err(E::custom(INLINE_SECRET))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(n) => write!(f, "env:{n}"),
+            SecretRef::File(p) => write!(f, "file:{}", p.display()),
+        }
+    }
+}
+
+impl SecretRef {
+    /// The file a `file:` reference names, resolved against `base`.
+    pub fn path(&self, base: &Path) -> Option<PathBuf> {
+        match self {
+            SecretRef::File(p) => Some(base.join(p)),
+            SecretRef::Env(_) => None,
+        }
+    }
+
+    /// Reads the secret's bytes. Errors name the reference, never the value.
+    pub fn read(&self, base: &Path) -> Result<Vec<u8>, String> {
+        match self {
+            SecretRef::Env(name) => {
+                use std::os::unix::ffi::OsStringExt;
+                std::env::var_os(name)
+                    .map(|v| v.into_vec())
+                    .ok_or_else(|| format!("env:{name}: environment variable is not set"))
+            }
+            SecretRef::File(p) => {
+                let p = base.join(p);
+                std::fs::read(&p).map_err(|e| format!("file:{}: {e}", p.display()))
+            }
+        }
+    }
+}
+
+/// A validated file source.
+#[derive(Debug, Clone)]
+pub struct FileSourceConfig {
+    /// Glob patterns (absolute after resolution).
+    pub include: Vec<String>,
+    /// Glob patterns of paths to skip.
+    pub exclude: Vec<glob::Pattern>,
+    /// Where to start in files without a checkpoint found at start-up.
+    pub start_at: StartAt,
+    /// How often to look for new files and new data.
+    pub poll_interval: Duration,
+    /// How long a rotated-away or deleted file is still watched for late writes.
+    pub rotate_wait: Duration,
+    /// Bytes at the head of a file that identify its content.
+    pub fingerprint_bytes: usize,
+}
+
+/// A validated source.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    /// Tail files.
+    File(FileSourceConfig),
+    /// Read standard input to its end.
+    Stdin,
+}
+
+/// A validated sink.
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    /// One file per sealed batch in a directory.
+    Archive {
+        /// The directory.
+        path: PathBuf,
+    },
+}
+
+/// Batch limits.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// Seal when this many events are in a batch.
+    pub max_events: u64,
+    /// Seal before the payload would pass this many bytes.
+    pub max_bytes: u64,
+    /// Seal when the oldest event of a batch is this old.
+    pub max_age: Duration,
+}
+
+/// The `[redact]` section, validated; [`RedactConfig::build`] turns it into the engine.
+#[derive(Debug, Clone)]
+pub struct RedactConfig {
+    packs: Vec<Spanned<String>>,
+    rules: Vec<Spanned<String>>,
+    disable: Vec<String>,
+    mask_style: MaskStyleName,
+    pseudonym_key: Option<Spanned<SecretRef>>,
+    known_values: Vec<Spanned<SecretRef>>,
+    /// Hard line limit.
+    pub max_line_bytes: u64,
+    span: Option<Range<usize>>,
+}
+
+/// The `[seal]` section.
+#[derive(Debug, Clone)]
+pub struct SealConfig {
+    /// The private key.
+    pub key: SecretRef,
+    /// Create the key pair (next to a `file:` key) when it does not exist yet.
+    pub generate_if_missing: bool,
+    span: Range<usize>,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file.
+    pub file: PathBuf,
+    /// Its directory: relative paths are resolved against it.
+    pub base: PathBuf,
+    /// Checkpoints, chain state, lock.
+    pub data_dir: PathBuf,
+    /// Host name written into events (default: the machine's).
+    pub host: Option<String>,
+    /// Shut down by itself after this long with nothing read and nothing pending.
+    pub exit_after_idle: Option<Duration>,
+    /// The agent's own log level.
+    pub log_level: LogLevel,
+    /// Inputs.
+    pub sources: Vec<SourceConfig>,
+    /// Engine options.
+    pub redact: RedactConfig,
+    /// Batch limits.
+    pub batch: BatchConfig,
+    /// Signing key.
+    pub seal: SealConfig,
+    /// Outputs (an archive under `data_dir/archive` when none is given).
+    pub sinks: Vec<SinkConfig>,
+    text: String,
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before, |i| &before[i + 1..])
+        .chars()
+        .count()
+        + 1;
+    (line, col)
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            at: None,
+            msg: e.to_string(),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let err_at = |span: Option<Range<usize>>, msg: String| ConfigError {
+            file: path.to_path_buf(),
+            at: span.map(|s| line_col(text, s.start)),
+            msg,
+        };
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| err_at(e.span(), e.message().to_string()))?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        // Absolute, so events and logs name files unambiguously.
+        let base = base.canonicalize().unwrap_or_else(|_| base.to_path_buf());
+        let resolve = |p: &str| base.join(p);
+
+        let data_dir = resolve(raw.data_dir.as_deref().unwrap_or(DEFAULT_DATA_DIR));
+        if raw.sources.is_empty() {
+            return Err(err_at(
+                None,
+                "no [[source]]: add one, e.g. [[source]] type = \"file\" include = [\"/builds/*.log\"]"
+                    .into(),
+            ));
+        }
+        let mut sources = Vec::new();
+        let mut stdin_seen = false;
+        for s in &raw.sources {
+            let span = Some(s.span());
+            let s = s.get_ref();
+            match s.kind {
+                SourceKind::Stdin => {
+                    let file_only = [
+                        ("include", s.include.is_some()),
+                        ("exclude", s.exclude.is_some()),
+                        ("start_at", s.start_at.is_some()),
+                        ("poll_interval", s.poll_interval.is_some()),
+                        ("rotate_wait", s.rotate_wait.is_some()),
+                        ("fingerprint_bytes", s.fingerprint_bytes.is_some()),
+                    ];
+                    if let Some((k, _)) = file_only.iter().find(|(_, set)| *set) {
+                        return Err(err_at(
+                            span,
+                            format!("`{k}` applies to type = \"file\" sources only"),
+                        ));
+                    }
+                    if stdin_seen {
+                        return Err(err_at(span, "only one stdin source is allowed".into()));
+                    }
+                    stdin_seen = true;
+                    sources.push(SourceConfig::Stdin);
+                }
+                SourceKind::File => {
+                    let include = s.include.as_deref().unwrap_or_default();
+                    if include.is_empty() {
+                        return Err(err_at(
+                            span,
+                            "a file source needs `include` (glob patterns of the files to tail)"
+                                .into(),
+                        ));
+                    }
+                    let mut inc = Vec::new();
+                    for p in include {
+                        let full = resolve(p.get_ref());
+                        let full = full.to_string_lossy().into_owned();
+                        glob::Pattern::new(&full).map_err(|e| {
+                            err_at(Some(p.span()), format!("bad glob pattern: {}", e.msg))
+                        })?;
+                        inc.push(full);
+                    }
+                    let mut exc = Vec::new();
+                    for p in s.exclude.as_deref().unwrap_or_default() {
+                        let full = resolve(p.get_ref());
+                        exc.push(glob::Pattern::new(&full.to_string_lossy()).map_err(|e| {
+                            err_at(Some(p.span()), format!("bad glob pattern: {}", e.msg))
+                        })?);
+                    }
+                    let poll = s.poll_interval.map_or(Duration::from_millis(250), |d| d.0);
+                    if poll.is_zero() {
+                        return Err(err_at(span, "poll_interval must be more than 0".into()));
+                    }
+                    let fp = match &s.fingerprint_bytes {
+                        None => 256,
+                        Some(v) if (16..=65536).contains(v.get_ref()) => *v.get_ref() as usize,
+                        Some(v) => {
+                            return Err(err_at(
+                                Some(v.span()),
+                                "fingerprint_bytes must be between 16 and 65536".into(),
+                            ))
+                        }
+                    };
+                    sources.push(SourceConfig::File(FileSourceConfig {
+                        include: inc,
+                        exclude: exc,
+                        start_at: s.start_at.unwrap_or_default(),
+                        poll_interval: poll,
+                        rotate_wait: s.rotate_wait.map_or(Duration::from_secs(2), |d| d.0),
+                        fingerprint_bytes: fp,
+                    }));
+                }
+            }
+        }
+
+        let (redact_span, rr) = match raw.redact {
+            Some(r) => (Some(r.span()), r.into_inner()),
+            None => (None, RawRedact::default()),
+        };
+        if (rr.mask_style == MaskStyleName::Pseudonym) != rr.pseudonym_key.is_some() {
+            let span = rr
+                .pseudonym_key
+                .as_ref()
+                .map(|k| k.span())
+                .or(redact_span.clone());
+            return Err(err_at(
+                span,
+                "mask_style = \"pseudonym\" and pseudonym_key go together".into(),
+            ));
+        }
+        let max_line_bytes = match &rr.max_line_bytes {
+            None => DEFAULT_MAX_LINE_BYTES,
+            Some(v) if v.get_ref().0 >= MIN_MAX_LINE_BYTES => v.get_ref().0,
+            Some(v) => {
+                return Err(err_at(
+                    Some(v.span()),
+                    format!("max_line_bytes must be at least {MIN_MAX_LINE_BYTES} (64KiB)"),
+                ))
+            }
+        };
+        let redact = RedactConfig {
+            packs: rr.packs,
+            rules: rr.rules,
+            disable: rr.disable,
+            mask_style: rr.mask_style,
+            pseudonym_key: rr.pseudonym_key,
+            known_values: rr.known_values,
+            max_line_bytes,
+            span: redact_span,
+        };
+
+        let b = raw.batch;
+        let max_events = match &b.max_events {
+            None => 10_000,
+            Some(v) if *v.get_ref() >= 1 => *v.get_ref(),
+            Some(v) => {
+                return Err(err_at(
+                    Some(v.span()),
+                    "max_events must be at least 1".into(),
+                ))
+            }
+        };
+        let max_bytes = match &b.max_bytes {
+            None => 1 << 20,
+            Some(v) if v.get_ref().0 >= 1 => v.get_ref().0,
+            Some(v) => {
+                return Err(err_at(
+                    Some(v.span()),
+                    "max_bytes must be at least 1".into(),
+                ))
+            }
+        };
+        let max_age = b.max_age.map_or(Duration::from_secs(5), |d| d.0);
+        if max_age.is_zero() {
+            return Err(err_at(None, "[batch] max_age must be more than 0".into()));
+        }
+
+        let Some(seal) = raw.seal else {
+            return Err(err_at(
+                None,
+                "missing [seal] with key = \"file:PATH\" (create a key with `logveil keygen --out DIR`)"
+                    .into(),
+            ));
+        };
+        let seal_span = seal.span();
+        let seal = seal.into_inner();
+        let Some(key) = seal.key else {
+            return Err(err_at(
+                Some(seal_span),
+                "[seal] needs key = \"file:PATH\" or \"env:NAME\"".into(),
+            ));
+        };
+        if seal.generate_if_missing && matches!(key.get_ref(), SecretRef::Env(_)) {
+            return Err(err_at(
+                Some(key.span()),
+                "generate_if_missing needs a file: key".into(),
+            ));
+        }
+        let seal = SealConfig {
+            key: key.get_ref().clone(),
+            generate_if_missing: seal.generate_if_missing,
+            span: key.span(),
+        };
+
+        let mut sinks = Vec::new();
+        for s in &raw.sinks {
+            let span = s.span();
+            let s = s.get_ref();
+            match s.kind {
+                SinkKind::Archive => {
+                    let Some(p) = &s.path else {
+                        return Err(err_at(
+                            Some(span),
+                            "an archive sink needs `path` (a directory)".into(),
+                        ));
+                    };
+                    sinks.push(SinkConfig::Archive {
+                        path: resolve(p.get_ref()),
+                    });
+                }
+            }
+        }
+        if sinks.is_empty() {
+            sinks.push(SinkConfig::Archive {
+                path: data_dir.join("archive"),
+            });
+        }
+
+        Ok(Config {
+            file: path.to_path_buf(),
+            base,
+            data_dir,
+            host: raw.host,
+            exit_after_idle: raw.exit_after_idle.map(|d| d.0).filter(|d| !d.is_zero()),
+            log_level: raw.log_level,
+            sources,
+            redact,
+            batch: BatchConfig {
+                max_events,
+                max_bytes,
+                max_age,
+            },
+            seal,
+            sinks,
+            text: text.to_string(),
+        })
+    }
+
+    /// An error located at a span of this file.
+    pub fn error_at(&self, span: Option<Range<usize>>, msg: String) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            at: span.map(|s| line_col(&self.text, s.start)),
+            msg,
+        }
+    }
+
+    /// An error about the `[seal] key` setting.
+    pub fn seal_error(&self, msg: String) -> ConfigError {
+        self.error_at(Some(self.seal.span.clone()), format!("[seal] key: {msg}"))
+    }
+
+    /// Builds the engine from `[redact]`. Secrets are read here; errors name the setting.
+    pub fn build_redactor(&self) -> Result<Redactor, ConfigError> {
+        let r = &self.redact;
+        let engine = |e: logveil_patterns::Error, span: Option<Range<usize>>| {
+            self.error_at(span.or(r.span.clone()), format!("[redact]: {e}"))
+        };
+        let mut b = RedactorBuilder::new();
+        for p in &r.packs {
+            b.enable_pack(p.get_ref())
+                .map_err(|e| engine(e, Some(p.span())))?;
+        }
+        for p in &r.rules {
+            let path = self.base.join(p.get_ref());
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                self.error_at(Some(p.span()), format!("rules: {}: {e}", path.display()))
+            })?;
+            b.add_rules_toml(&path.display().to_string(), &text)
+                .map_err(|e| self.error_at(Some(p.span()), e.to_string()))?;
+        }
+        for id in &r.disable {
+            b.disable(id);
+        }
+        for v in &r.known_values {
+            let data = v
+                .get_ref()
+                .read(&self.base)
+                .map_err(|m| self.error_at(Some(v.span()), format!("known_values: {m}")))?;
+            let origin = v.get_ref().to_string();
+            match v.get_ref() {
+                SecretRef::Env(_) => {
+                    let val = data.strip_suffix(b"\n").unwrap_or(&data);
+                    b.known_value(val, &origin)
+                        .map_err(|e| engine(e, Some(v.span())))?;
+                }
+                SecretRef::File(_) => {
+                    for (i, line) in data.split(|&c| c == b'\n').enumerate() {
+                        let line = line.strip_suffix(b"\r").unwrap_or(line);
+                        if !line.is_empty() {
+                            b.known_value(line, &format!("{origin}:{}", i + 1))
+                                .map_err(|e| engine(e, Some(v.span())))?;
+                        }
+                    }
+                }
+            }
+        }
+        // Same convention as `filter`: variables named LOGVEIL_MASK_* are always masked.
+        for (k, v) in std::env::vars_os() {
+            if k.to_str().is_some_and(|k| k.starts_with("LOGVEIL_MASK_")) {
+                use std::os::unix::ffi::OsStrExt;
+                b.known_value(
+                    v.as_bytes(),
+                    &format!("environment variable {}", k.to_string_lossy()),
+                )
+                .map_err(|e| engine(e, None))?;
+            }
+        }
+        let style =
+            match r.mask_style {
+                MaskStyleName::RuleId => MaskStyle::RuleId,
+                MaskStyleName::Fixed => MaskStyle::Fixed,
+                MaskStyleName::Length => MaskStyle::Length,
+                MaskStyleName::Pseudonym => {
+                    let k = r.pseudonym_key.as_ref().expect("checked when parsing");
+                    let data = k.get_ref().read(&self.base).map_err(|m| {
+                        self.error_at(Some(k.span()), format!("pseudonym_key: {m}"))
+                    })?;
+                    let data = data.strip_suffix(b"\n").unwrap_or(&data);
+                    MaskStyle::Pseudonym(PseudonymKey::new(data).map_err(|e| {
+                        self.error_at(Some(k.span()), format!("pseudonym_key: {e}"))
+                    })?)
+                }
+            };
+        b.mask_style(style);
+        let max_line = usize::try_from(r.max_line_bytes).unwrap_or(usize::MAX);
+        // The engine never cuts a line inside its first window: keep the window within the
+        // limit so the limit holds as written.
+        b.window(max_line.min(logveil_patterns::DEFAULT_WINDOW));
+        b.max_line_bytes(max_line);
+        b.build().map_err(|e| engine(e, None))
+    }
+}
+
+/// `logveil check-config FILE`: parses, builds the engine, reads every secret reference and
+/// the signing key; prints a summary. Exit 0, or 2 with `file:line:col: message`.
+pub fn check_config_main(path: &Path) -> ExitCode {
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("logveil: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let r = match cfg.build_redactor() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("logveil: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let key = match crate::keys::load_for_config(&cfg, false) {
+        Ok(Some(k)) => format!("key {}", k.key_id()),
+        Ok(None) => "key will be generated on first start".to_string(),
+        Err(e) => {
+            eprintln!("logveil: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let files = cfg
+        .sources
+        .iter()
+        .filter(|s| matches!(s, SourceConfig::File(_)))
+        .count();
+    let stdin = cfg.sources.iter().any(|s| matches!(s, SourceConfig::Stdin));
+    println!(
+        "{}: OK: {} file source(s){}, {} rules, {} sink(s), data_dir {}, {}",
+        path.display(),
+        files,
+        if stdin { " + stdin" } else { "" },
+        r.rules().len(),
+        cfg.sinks.len(),
+        cfg.data_dir.display(),
+        key
+    );
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str =
+        "[[source]]\ntype = \"file\"\ninclude = [\"/tmp/*.log\"]\n[seal]\nkey = \"file:k\"\n";
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/lv/agent.toml"), s)
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.batch.max_events, 10_000);
+        assert_eq!(c.batch.max_bytes, 1 << 20);
+        assert_eq!(c.data_dir, Path::new(DEFAULT_DATA_DIR));
+        match &c.sinks[..] {
+            [SinkConfig::Archive { path }] => assert_eq!(path, &c.data_dir.join("archive")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.seal.key, SecretRef::File("k".into()));
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let e = parse(&format!("{MIN}[batch]\nmax_evnts = 3\n")).unwrap_err();
+        assert_eq!(e.at, Some((7, 1)), "{e}");
+        assert!(e.to_string().starts_with("/etc/lv/agent.toml:7:1: "), "{e}");
+        assert!(e.msg.contains("max_evnts"), "{e}");
+    }
+
+    #[test]
+    fn inline_secret_is_refused_without_echo() {
+        let e = parse(&format!(
+            "{MIN}[redact]\nknown_values = [\"hunter2hunter2\"]\n"
+        ))
+        .unwrap_err();
+        assert!(e.msg.contains("env:NAME"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert_eq!(e.at.map(|a| a.0), Some(7));
+    }
+
+    #[test]
+    fn numeric_secret_is_not_echoed_either() {
+        let e = parse(&format!(
+            "{MIN}[redact]\npseudonym_key = 918273645\nmask_style = \"pseudonym\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.msg.contains("env:NAME"), "{e}");
+        assert!(!e.to_string().contains("918273645"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_size("64KiB"), Some(65536));
+        assert_eq!(parse_size("10MB"), Some(10_000_000));
+        assert_eq!(parse_size("1 parsec"), None);
+        let e = parse(&format!("{MIN}[batch]\nmax_age = \"soon\"\n")).unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(7), "{e}");
+    }
+
+    #[test]
+    fn stdin_rejects_file_keys() {
+        let e =
+            parse("[[source]]\ntype = \"stdin\"\nstart_at = \"end\"\n[seal]\nkey = \"env:K\"\n")
+                .unwrap_err();
+        assert!(e.msg.contains("start_at"), "{e}");
+    }
+}

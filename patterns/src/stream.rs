@@ -215,8 +215,10 @@ impl Stream {
         }
     }
 
-    /// Emits the final part of one window of an over-long line.
-    fn process_window(&mut self, out: &mut Vec<u8>) {
+    /// Redacts the buffered part of an over-long line and emits it up to the last byte that
+    /// no later match can reach: everything but the final `overlap` bytes, extended to the end
+    /// of any match that starts before that point. Returns the buffer and the commit point.
+    fn emit_window(&mut self, out: &mut Vec<u8>) -> (Vec<u8>, usize) {
         let overlap = self.overlap();
         let hay = std::mem::take(&mut self.pending);
         self.scratch.spans.clear();
@@ -239,45 +241,29 @@ impl Stream {
             out,
             &mut self.counts,
         );
-        let keep = overlap.min(commit);
+        (hay, commit)
+    }
+
+    /// Emits the final part of one window; the rest waits, with `overlap` bytes of history.
+    fn process_window(&mut self, out: &mut Vec<u8>) {
+        let (hay, commit) = self.emit_window(out);
+        let keep = self.overlap().min(commit);
         self.pending = hay;
         self.pending.drain(..commit - keep);
         self.hist = keep;
         self.windowed = true;
     }
 
-    /// The line passed the hard limit: emit what is certainly safe, then the marker; drop
-    /// the rest of the line.
+    /// The line passed the hard limit: emit what is certainly safe (the withheld last
+    /// `overlap` bytes may begin a secret that continues past the limit, where it can no
+    /// longer be seen whole), then the marker; drop the rest of the line.
     fn overflow(&mut self, out: &mut Vec<u8>) {
-        let overlap = self.overlap();
-        let hay = std::mem::take(&mut self.pending);
-        self.scratch.spans.clear();
-        self.r
-            .find_spans(&mut self.scratch, &hay, self.inband_ac.as_ref());
-        // Withhold the last `overlap` bytes: they may begin a secret that continues past the
-        // limit, where it can no longer be seen whole.
-        let c = hay.len() - overlap.min(hay.len() - self.hist);
-        let commit = self
-            .scratch
-            .spans
-            .iter()
-            .filter(|s| s.start < c)
-            .map(|s| s.end)
-            .fold(c, usize::max);
-        write_masked(
-            &self.r.inner,
-            &hay,
-            &mut self.scratch.spans,
-            self.hist,
-            commit,
-            out,
-            &mut self.counts,
-        );
+        let (mut hay, _) = self.emit_window(out);
         let id = self.r.inner.too_long_id;
         self.r.inner.mask.write(&self.r.inner.ids[id], b"", out);
         self.counts.bump(id as u32);
+        hay.clear();
         self.pending = hay;
-        self.pending.clear();
         self.hist = 0;
         self.discarding = true;
         self.in_key = false;

@@ -152,9 +152,7 @@ mod tests {
 ///
 /// Few forms go into one Aho-Corasick automaton with its SIMD prefilter. Thousands of forms
 /// (10k masked variables) would make that automaton hundreds of megabytes and walk it byte
-/// by byte, so large sets use a hash filter instead: a bitmap keyed by each form's first four
-/// bytes, tested at every position with one load and one multiply, and confirmed by exact
-/// comparison against the few forms sharing that key.
+/// by byte, so large sets use sampled hash filters instead (see [`Tier`]).
 #[derive(Clone, Debug)]
 pub struct KnownValues {
     imp: KnownImp,
@@ -163,27 +161,94 @@ pub struct KnownValues {
 #[derive(Clone, Debug)]
 enum KnownImp {
     Small(aho_corasick::AhoCorasick),
-    Large(Box<HashFilter>),
+    Large(Vec<Tier>),
 }
 
+/// Forms of similar length, found by sampling. If every form is at least `min` bytes long,
+/// an occurrence starting at `s` covers one of the positions `0, S, 2S, ...` with
+/// `S = min - K + 1`, at an offset `o < S` from its start, with `K` bytes of the form there.
+/// So each form is indexed under the `K` bytes at each offset `0..S`, and only every `S`-th
+/// position of the input is looked up: one load, a multiply and a bit test per `S` bytes.
+/// Long forms use `K = 8`: hex forms would otherwise share their 4-byte keys with every
+/// digest in a log.
 #[derive(Clone, Debug)]
-struct HashFilter {
+struct Tier {
+    stride: usize,
+    key_len: usize,
     bits: Vec<u64>,
     mask: u32,
-    /// Forms grouped by their 4-byte prefix: prefix → range in `order`.
-    groups: std::collections::HashMap<u32, (u32, u32)>,
-    order: Vec<u32>,
+    /// (key, form index, offset of the key in the form), sorted by key.
+    entries: Vec<(u64, u32, u8)>,
     forms: Vec<Box<[u8]>>,
 }
 
 const SMALL_LIMIT: usize = 64;
+/// Longest sampling stride: larger strides index more entries per form for little gain.
+const MAX_STRIDE: usize = 8;
 
-fn key(b: &[u8]) -> u32 {
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+fn key(b: &[u8], len: usize) -> u64 {
+    let mut k = [0u8; 8];
+    k[..len].copy_from_slice(&b[..len]);
+    u64::from_le_bytes(k)
 }
 
-fn slot(k: u32, mask: u32) -> u32 {
-    (k.wrapping_mul(0x9E37_79B1) >> 7) & mask
+fn slot(k: u64, mask: u32) -> u32 {
+    (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as u32 & mask
+}
+
+impl Tier {
+    fn new(forms: Vec<Vec<u8>>, key_len: usize) -> Tier {
+        let min = forms.iter().map(Vec::len).min().unwrap_or(key_len);
+        let stride = (min + 1 - key_len).clamp(1, MAX_STRIDE);
+        let mut entries = Vec::with_capacity(forms.len() * stride);
+        for (fi, f) in forms.iter().enumerate() {
+            for off in 0..stride {
+                entries.push((key(&f[off..], key_len), fi as u32, off as u8));
+            }
+        }
+        entries.sort_unstable();
+        entries.dedup();
+        // 16 bits per entry: about one random position in 16 passes the bit test.
+        let nbits = (entries.len() * 16).next_power_of_two().max(1 << 16);
+        let mask = (nbits - 1) as u32;
+        let mut bits = vec![0u64; nbits / 64];
+        for &(k, _, _) in &entries {
+            let s = slot(k, mask);
+            bits[(s >> 6) as usize] |= 1 << (s & 63);
+        }
+        Tier {
+            stride,
+            key_len,
+            bits,
+            mask,
+            entries,
+            forms: forms.into_iter().map(Vec::into_boxed_slice).collect(),
+        }
+    }
+
+    fn for_each(&self, hay: &[u8], f: &mut impl FnMut(usize, usize)) {
+        let mut p = 0;
+        while p + self.key_len <= hay.len() {
+            let k = key(&hay[p..], self.key_len);
+            let s = slot(k, self.mask);
+            if self.bits[(s >> 6) as usize] & (1 << (s & 63)) != 0 {
+                let first = self.entries.partition_point(|e| e.0 < k);
+                for &(ek, fi, off) in &self.entries[first..] {
+                    if ek != k {
+                        break;
+                    }
+                    let Some(start) = p.checked_sub(off as usize) else {
+                        continue;
+                    };
+                    let form = &self.forms[fi as usize];
+                    if hay[start..].starts_with(form) {
+                        f(start, start + form.len());
+                    }
+                }
+            }
+            p += self.stride;
+        }
+    }
 }
 
 impl KnownValues {
@@ -209,44 +274,21 @@ impl KnownValues {
                 });
             }
         }
-        // At least 32 bits per form: a random position passes the filter about once in 32
-        // times the number of forms' share of the table, i.e. rarely.
-        let nbits = (forms.len() * 32).next_power_of_two().max(1 << 16);
-        let mask = (nbits - 1) as u32;
-        let mut bits = vec![0u64; nbits / 64];
-        let mut keyed: Vec<(u32, u32)> = forms
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (key(f), i as u32))
+        // Short forms would force a short stride and short keys on all: own tier.
+        let (long, short): (Vec<_>, Vec<_>) =
+            forms.into_iter().partition(|f| f.len() >= MAX_STRIDE + 7);
+        let tiers = [(short, 4), (long, 8)]
+            .into_iter()
+            .filter(|(t, _)| !t.is_empty())
+            .map(|(t, k)| Tier::new(t, k))
             .collect();
-        keyed.sort_unstable();
-        let mut groups = std::collections::HashMap::new();
-        let mut order = Vec::with_capacity(keyed.len());
-        let mut i = 0;
-        while i < keyed.len() {
-            let k = keyed[i].0;
-            let start = order.len() as u32;
-            while i < keyed.len() && keyed[i].0 == k {
-                order.push(keyed[i].1);
-                i += 1;
-            }
-            groups.insert(k, (start, order.len() as u32));
-            let s = slot(k, mask);
-            bits[(s >> 6) as usize] |= 1 << (s & 63);
-        }
         Some(KnownValues {
-            imp: KnownImp::Large(Box::new(HashFilter {
-                bits,
-                mask,
-                groups,
-                order,
-                forms: forms.into_iter().map(Vec::into_boxed_slice).collect(),
-            })),
+            imp: KnownImp::Large(tiers),
         })
     }
 
     /// Calls `f(start, end)` for every occurrence (leftmost-longest for the automaton; every
-    /// occurrence for the hash filter, which is a superset and masks the same bytes).
+    /// occurrence for the filters, a superset that masks the same bytes).
     pub(crate) fn for_each(&self, hay: &[u8], mut f: impl FnMut(usize, usize)) {
         match &self.imp {
             KnownImp::Small(ac) => {
@@ -254,25 +296,9 @@ impl KnownValues {
                     f(m.start(), m.end());
                 }
             }
-            KnownImp::Large(h) => {
-                if hay.len() < 4 {
-                    return;
-                }
-                for i in 0..=hay.len() - 4 {
-                    let k = key(&hay[i..]);
-                    let s = slot(k, h.mask);
-                    if h.bits[(s >> 6) as usize] & (1 << (s & 63)) == 0 {
-                        continue;
-                    }
-                    let Some(&(a, b)) = h.groups.get(&k) else {
-                        continue;
-                    };
-                    for &fi in &h.order[a as usize..b as usize] {
-                        let form = &h.forms[fi as usize];
-                        if hay[i..].starts_with(form) {
-                            f(i, i + form.len());
-                        }
-                    }
+            KnownImp::Large(tiers) => {
+                for t in tiers {
+                    t.for_each(hay, &mut f);
                 }
             }
         }
@@ -282,6 +308,31 @@ impl KnownValues {
 #[cfg(test)]
 mod matcher_tests {
     use super::*;
+
+    /// Every occurrence is found, at every alignment against the sampling stride, for short
+    /// and long forms alike.
+    #[test]
+    fn sampled_filter_finds_every_occurrence() {
+        let mut values: Vec<Vec<u8>> = (0..200)
+            .map(|i| format!("long-value-{i:04}-xyz").into_bytes())
+            .collect();
+        values.push(b"tiny-1".to_vec());
+        let k = KnownValues::new(values.iter().map(|v| v.as_slice())).unwrap();
+        for v in [&values[0], &values[123], &values[200]] {
+            for pad in 0..12 {
+                let mut hay = vec![b'.'; pad];
+                hay.extend_from_slice(v);
+                hay.extend_from_slice(b"..");
+                let mut got = Vec::new();
+                k.for_each(&hay, |a, b| got.push((a, b)));
+                assert!(
+                    got.contains(&(pad, pad + v.len())),
+                    "{} at {pad}: {got:?}",
+                    String::from_utf8_lossy(v)
+                );
+            }
+        }
+    }
 
     #[test]
     fn small_and_large_sets_find_the_same_spans() {

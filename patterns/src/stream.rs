@@ -427,10 +427,11 @@ impl Stream {
         let v = view(line, &mut vbuf);
         let body_end = trim_end(v, 0);
         let result = if let Some(e) = memmem::find(v, b"-----END") {
-            let end = trim_end(&v[..e], 0);
-            let start = b64_run_start(v, end);
+            // Body glued to the END marker (`...Zw==-----END`) is masked; text separated from
+            // it by a blank is the line's prefix (a CI timestamp), not key material.
+            let start = b64_run_start(v, e);
             self.in_key = false;
-            Some((start < end).then_some((start, end)))
+            Some((start < e).then_some((start, e)))
         } else if body_end == 0 || is_key_header(&v[..body_end]) {
             Some(None)
         } else {

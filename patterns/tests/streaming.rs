@@ -222,6 +222,22 @@ fn cut_off_key_block_masks_body_then_resumes() {
 }
 
 #[test]
+fn timestamp_prefix_of_the_end_line_is_not_key_material() {
+    let r = redactor(1 << 20);
+    let input = format!(
+        "2024-05-01T10:00:23.1100000Z -----BEGIN OPENSSH PRIVATE KEY-----\n2024-05-01T10:00:23.1200000Z {}\n2024-05-01T10:00:23.1500000Z -----END OPENSSH PRIVATE KEY-----\nnext\n",
+        KEY_LINES[0]
+    );
+    let (out, _) = r.redact_all(input.as_bytes());
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "2024-05-01T10:00:23.1100000Z -----BEGIN OPENSSH PRIVATE KEY-----\n2024-05-01T10:00:23.1200000Z [REDACTED:private-key-block]\n2024-05-01T10:00:23.1500000Z -----END OPENSSH PRIVATE KEY-----\nnext\n"
+    );
+    let (out, _) = r.redact_all(b"-----BEGIN RSA PRIVATE KEY-----\nMIIEvQIBADAN\nZw==-----END RSA PRIVATE KEY-----\n");
+    assert!(!String::from_utf8_lossy(&out).contains("Zw=="));
+}
+
+#[test]
 fn add_mask_registers_from_that_line_on() {
     let r = redactor(1 << 20);
     let input = b"before Inband-Secret-42\n::add-mask::Inband-Secret-42\nafter Inband-Secret-42 SW5iYW5kLVNlY3JldC00Mg==\n::add-mask::abc\n";

@@ -345,14 +345,17 @@ fn search_rule(
             }
             _ => (found.start(), found.end(), found.start(), found.end()),
         };
-        if ss < se && accept(rule, v, ms, me, ss, se) {
+        let accepted = ss < se && accept(rule, v, ms, me, ss, se);
+        if accepted {
             scratch.spans.push(Span {
                 start: ss,
                 end: se,
                 id: ri,
             });
         }
-        let next = if me > ms { me } else { ms + 1 };
+        // Resume after the masked part (a rule may check the byte after its value, which can
+        // begin the next value), or one byte on after a rejected candidate.
+        let next = if accepted { se.max(ms + 1) } else { ms + 1 };
         if next >= b {
             break;
         }

@@ -320,3 +320,57 @@ fn parallel_and_single_thread_agree() {
         !text(&one.stdout).contains(TOKEN) && !text(&one.stdout).contains("late-registered-secret")
     );
 }
+
+/// The README's first command: the shipped sample log comes out with every planted value
+/// masked and every look-alike (build number, digest, UUID, version) untouched.
+#[test]
+fn sample_ci_log_end_to_end() {
+    let input = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/sample-ci.log"
+    ))
+    .unwrap();
+    let out = run_with_input(logveil(&["filter", "--stats"]), &input);
+    assert!(out.status.success());
+    let got = text(&out.stdout);
+    assert_eq!(got.lines().count(), text(&input).lines().count());
+    for secret in [
+        "AKIAQ3EGRT5YJX7WZL2M",
+        "9xK2mP7qR4sT1vW8yZ3bC6dF0gH5jL2nQ7rS4tU1",
+        "Gx7pQ2mZ9rT4vK1s",
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9",
+        "npm_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
+        "ghp_Zk3Xw9Qm2Rt7Yp4Lb8Nc1Vd6Hf0Js5Ga2Ue9",
+        "tR7#kL2@pQ9!mZ4x",
+        "A7734921",
+        "03/14/1985",
+        "536-22-1849",
+        "1234567893",
+        "AB1234563",
+        "1EG4-TE5-MK73",
+        "jane.doe@example.com",
+        "(555) 234-5678",
+        "4111 1111 1111 1111",
+        "PX-88213",
+        "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW",
+        "QyNTUxOQAAACDk3Vq8x9Ql0YzJ4mT2sR7pN1wK6bH5cF8dG3aE0uV9iQAAAJgm5pXhJuaV",
+    ] {
+        assert!(!got.contains(secret), "{secret} leaked:\n{got}");
+    }
+    for kept in [
+        "build 123-45-6789 of job 998877665 took 00:01:23.456",
+        "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "550e8400-e29b-41d4-a716-446655440000",
+        "Deployed claims-service 2.3.1 to staging in 4.2s",
+        "3f2a9c1d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39",
+        "@git.example.org/acme/claims.git",
+        "2024-05-01T10:00:23.1500000Z -----END OPENSSH PRIVATE KEY-----",
+    ] {
+        assert!(got.contains(kept), "{kept} was changed:\n{got}");
+    }
+    assert!(
+        text(&out.stderr).contains("37 lines"),
+        "{}",
+        text(&out.stderr)
+    );
+}

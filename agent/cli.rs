@@ -243,10 +243,18 @@ fn cmd_rules_list(redact: &RedactOpts) -> ExitCode {
         }
     }
     let mut out = io::stdout().lock();
-    let _ = writeln!(out, "{:<28} {:<7} {:<10} {:<4} description", "id", "cat", "pack", "on");
+    let _ = writeln!(
+        out,
+        "{:<28} {:<7} {:<10} {:<4} description",
+        "id", "cat", "pack", "on"
+    );
     for pack in b.packs() {
         for rule in &pack.rules {
-            let on = if active.contains(&rule.id) { "yes" } else { "no" };
+            let on = if active.contains(&rule.id) {
+                "yes"
+            } else {
+                "no"
+            };
             if writeln!(
                 out,
                 "{:<28} {:<7} {:<10} {:<4} {}",
@@ -298,7 +306,11 @@ fn cmd_rules_test(file: &PathBuf) -> ExitCode {
             "FAIL {} ({}): expected {} in {:?}, got {:?}",
             f.id,
             f.origin,
-            if f.expected_match { "a mask" } else { "no mask" },
+            if f.expected_match {
+                "a mask"
+            } else {
+                "no mask"
+            },
             f.example,
             f.output
         );

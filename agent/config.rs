@@ -64,6 +64,18 @@ struct RawConfig {
     seal: Option<Spanned<RawSeal>>,
     #[serde(default, rename = "sink")]
     sinks: Vec<Spanned<RawSink>>,
+    spool: Option<Spanned<RawSpool>>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSpool {
+    path: Option<String>,
+    max_bytes: Option<Spanned<ByteSize>>,
+    segment_bytes: Option<Spanned<ByteSize>>,
+    #[serde(default)]
+    fsync: crate::spool::FsyncPolicy,
+    drain_timeout: Option<Dur>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -161,12 +173,31 @@ struct RawSink {
     #[serde(rename = "type")]
     kind: SinkKind,
     path: Option<Spanned<String>>,
+    // Forwarding sinks (http, splunk_hec).
+    name: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    token: Option<Spanned<SecretRef>>,
+    index: Option<String>,
+    source: Option<String>,
+    sourcetype: Option<String>,
+    headers: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    authorization: Option<Spanned<SecretRef>>,
+    gzip: Option<bool>,
+    ca_file: Option<String>,
+    server_name: Option<String>,
+    insecure_skip_verify: Option<bool>,
+    timeout: Option<Dur>,
+    retry_initial: Option<Dur>,
+    retry_max: Option<Dur>,
+    dead_letter_dir: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 enum SinkKind {
     Archive,
+    Http,
+    SplunkHec,
 }
 
 /// A duration written as `250ms`, `5s`, `2m` or `1h`.
@@ -392,6 +423,52 @@ pub enum SinkConfig {
     },
 }
 
+/// What a forwarding sink sends.
+#[derive(Debug, Clone)]
+pub enum ForwardKind {
+    /// NDJSON POST: a seal line, then the batch's events.
+    Http {
+        /// Extra headers (not secret).
+        headers: Vec<(String, String)>,
+        /// The `Authorization` header's value, by reference.
+        authorization: Option<SecretRef>,
+    },
+    /// Splunk HTTP Event Collector, `/services/collector/event`.
+    SplunkHec {
+        /// The HEC token, by reference.
+        token: SecretRef,
+        /// index, source, sourcetype.
+        meta: crate::sink::encode::HecMeta,
+    },
+}
+
+/// A validated forwarding sink (`http`, `splunk_hec`).
+#[derive(Debug, Clone)]
+pub struct ForwardConfig {
+    /// Unique name: the spool's key for its acknowledgements and the dead-letter directory.
+    pub name: String,
+    /// What it sends.
+    pub kind: ForwardKind,
+    /// `https://host[:port][/path]`.
+    pub url: String,
+    /// Gzip request bodies.
+    pub gzip: bool,
+    /// CA bundle (PEM) instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// TLS server name when it differs from the URL's host.
+    pub server_name: Option<String>,
+    /// Do not check the server certificate (warned at every start).
+    pub insecure_skip_verify: bool,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// First retry delay.
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Where permanently rejected batches go.
+    pub dead_letter_dir: PathBuf,
+}
+
 /// Batch limits.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchConfig {
@@ -452,6 +529,12 @@ pub struct Config {
     pub seal: SealConfig,
     /// Outputs (an archive under `data_dir/archive` when none is given).
     pub sinks: Vec<SinkConfig>,
+    /// Forwarding sinks (through the spool).
+    pub forwards: Vec<ForwardConfig>,
+    /// The spool (used when there is a forwarding sink).
+    pub spool: crate::spool::SpoolOptions,
+    /// How long a shutdown waits for the forwarding sinks to catch up.
+    pub drain_timeout: Duration,
     text: String,
 }
 
@@ -672,10 +755,158 @@ impl Config {
         };
 
         let mut sinks = Vec::new();
-        for s in &raw.sinks {
+        let mut forwards: Vec<ForwardConfig> = Vec::new();
+        for (i, s) in raw.sinks.iter().enumerate() {
             let span = s.span();
             let s = s.get_ref();
+            let forward_keys = [
+                ("name", s.name.is_some()),
+                ("url", s.url.is_some()),
+                ("token", s.token.is_some()),
+                ("index", s.index.is_some()),
+                ("source", s.source.is_some()),
+                ("sourcetype", s.sourcetype.is_some()),
+                ("headers", s.headers.is_some()),
+                ("authorization", s.authorization.is_some()),
+                ("gzip", s.gzip.is_some()),
+                ("ca_file", s.ca_file.is_some()),
+                ("server_name", s.server_name.is_some()),
+                ("insecure_skip_verify", s.insecure_skip_verify.is_some()),
+                ("timeout", s.timeout.is_some()),
+                ("retry_initial", s.retry_initial.is_some()),
+                ("retry_max", s.retry_max.is_some()),
+                ("dead_letter_dir", s.dead_letter_dir.is_some()),
+            ];
+            if s.kind == SinkKind::Archive {
+                if let Some((k, _)) = forward_keys.iter().find(|(_, set)| *set) {
+                    return Err(err_at(
+                        Some(span),
+                        format!("`{k}` applies to http and splunk_hec sinks only"),
+                    ));
+                }
+            }
+            if s.kind != SinkKind::Archive {
+                let kind_name = if s.kind == SinkKind::Http {
+                    "http"
+                } else {
+                    "splunk_hec"
+                };
+                let only = |k: &str, set: bool, kind: &str| {
+                    if set {
+                        Err(err_at(
+                            Some(span.clone()),
+                            format!("`{k}` applies to {kind} sinks only"),
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                };
+                only("path", s.path.is_some(), "archive")?;
+                if s.kind == SinkKind::Http {
+                    only("token", s.token.is_some(), "splunk_hec")?;
+                    only("index", s.index.is_some(), "splunk_hec")?;
+                    only("source", s.source.is_some(), "splunk_hec")?;
+                    only("sourcetype", s.sourcetype.is_some(), "splunk_hec")?;
+                } else {
+                    only("headers", s.headers.is_some(), "http")?;
+                    only("authorization", s.authorization.is_some(), "http")?;
+                }
+                let Some(url) = &s.url else {
+                    return Err(err_at(
+                        Some(span),
+                        format!("a {kind_name} sink needs `url` (https://host:port)"),
+                    ));
+                };
+                if !url.get_ref().starts_with("https://") {
+                    return Err(err_at(
+                        Some(url.span()),
+                        "url must start with https:// (plain HTTP is not supported)".into(),
+                    ));
+                }
+                let name = match &s.name {
+                    Some(n) => {
+                        let ok = !n.get_ref().is_empty()
+                            && n.get_ref()
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                        if !ok {
+                            return Err(err_at(
+                                Some(n.span()),
+                                "name: letters, digits, - and _ only".into(),
+                            ));
+                        }
+                        n.get_ref().clone()
+                    }
+                    None => format!("{kind_name}-{}", i + 1),
+                };
+                if forwards.iter().any(|f| f.name == name) {
+                    return Err(err_at(
+                        Some(span),
+                        format!("two sinks are named {name:?}; give each a unique `name`"),
+                    ));
+                }
+                let kind = if s.kind == SinkKind::Http {
+                    let mut headers = Vec::new();
+                    if let Some(h) = &s.headers {
+                        for (k, v) in h.get_ref() {
+                            if k.eq_ignore_ascii_case("authorization") {
+                                return Err(err_at(
+                                    Some(h.span()),
+                                    "set the Authorization header with authorization = \"env:NAME\" or \"file:PATH\", never inline".into(),
+                                ));
+                            }
+                            headers.push((k.clone(), v.clone()));
+                        }
+                    }
+                    ForwardKind::Http {
+                        headers,
+                        authorization: s.authorization.as_ref().map(|a| a.get_ref().clone()),
+                    }
+                } else {
+                    let Some(token) = &s.token else {
+                        return Err(err_at(
+                            Some(span),
+                            "a splunk_hec sink needs token = \"env:NAME\" or \"file:PATH\"".into(),
+                        ));
+                    };
+                    ForwardKind::SplunkHec {
+                        token: token.get_ref().clone(),
+                        meta: crate::sink::encode::HecMeta {
+                            index: s.index.clone(),
+                            source: s.source.clone(),
+                            sourcetype: s.sourcetype.clone().unwrap_or_else(|| "logveil".into()),
+                        },
+                    }
+                };
+                let retry_initial = s.retry_initial.map_or(Duration::from_millis(250), |d| d.0);
+                let retry_max = s.retry_max.map_or(Duration::from_secs(30), |d| d.0);
+                let timeout = s.timeout.map_or(Duration::from_secs(30), |d| d.0);
+                if retry_initial.is_zero() || retry_max < retry_initial || timeout.is_zero() {
+                    return Err(err_at(
+                        Some(span),
+                        "timeout and retry_initial must be more than 0, retry_max at least retry_initial".into(),
+                    ));
+                }
+                forwards.push(ForwardConfig {
+                    dead_letter_dir: s.dead_letter_dir.as_deref().map_or_else(
+                        || crate::sink::forward::default_dead_letter_dir(&data_dir, &name),
+                        resolve,
+                    ),
+                    name,
+                    kind,
+                    url: url.get_ref().clone(),
+                    gzip: s.gzip.unwrap_or(true),
+                    ca_file: s.ca_file.as_deref().map(resolve),
+                    server_name: s.server_name.clone(),
+                    insecure_skip_verify: s.insecure_skip_verify.unwrap_or(false),
+                    timeout,
+                    retry_initial,
+                    retry_max,
+                });
+                continue;
+            }
             match s.kind {
+                SinkKind::Http | SinkKind::SplunkHec => unreachable!("handled above"),
                 SinkKind::Archive => {
                     let Some(p) = &s.path else {
                         return Err(err_at(
@@ -689,7 +920,26 @@ impl Config {
                 }
             }
         }
-        if sinks.is_empty() {
+        let rs = raw.spool.map(|s| s.into_inner()).unwrap_or_default();
+        let size = |v: &Option<Spanned<ByteSize>>, default: u64, min: u64, what: &str| match v {
+            None => Ok(default),
+            Some(v) if v.get_ref().0 >= min => Ok(v.get_ref().0),
+            Some(v) => Err(err_at(
+                Some(v.span()),
+                format!("[spool] {what} must be at least {min}"),
+            )),
+        };
+        let spool = crate::spool::SpoolOptions {
+            dir: rs
+                .path
+                .as_deref()
+                .map_or_else(|| data_dir.join("spool"), resolve),
+            max_bytes: size(&rs.max_bytes, 1 << 30, 1 << 20, "max_bytes")?,
+            segment_bytes: size(&rs.segment_bytes, 16 << 20, 4096, "segment_bytes")?,
+            fsync: rs.fsync,
+        };
+        let drain_timeout = rs.drain_timeout.map_or(Duration::from_secs(5), |d| d.0);
+        if sinks.is_empty() && forwards.is_empty() {
             sinks.push(SinkConfig::Archive {
                 path: data_dir.join("archive"),
             });
@@ -711,6 +961,9 @@ impl Config {
             },
             seal,
             sinks,
+            forwards,
+            spool,
+            drain_timeout,
             text: text.to_string(),
         })
     }
@@ -836,6 +1089,18 @@ pub fn check_config_main(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for f in &cfg.forwards {
+        if let Err(e) = crate::sink::forward::check(f, &cfg.base) {
+            eprintln!("logveil: {}: {e}", cfg.file.display());
+            return ExitCode::from(2);
+        }
+        if f.insecure_skip_verify {
+            eprintln!(
+                "logveil: warning: sink {}: insecure_skip_verify = true: the server's certificate is not checked",
+                f.name
+            );
+        }
+    }
     let files = cfg
         .sources
         .iter()
@@ -848,7 +1113,7 @@ pub fn check_config_main(path: &Path) -> ExitCode {
         files,
         if stdin { " + stdin" } else { "" },
         r.rules().len(),
-        cfg.sinks.len(),
+        cfg.sinks.len() + cfg.forwards.len(),
         cfg.data_dir.display(),
         key
     );
@@ -918,6 +1183,84 @@ mod tests {
         assert_eq!(parse_size("1 parsec"), None);
         let e = parse(&format!("{MIN}[batch]\nmax_age = \"soon\"\n")).unwrap_err();
         assert_eq!(e.at.map(|a| a.0), Some(7), "{e}");
+    }
+
+    #[test]
+    fn forwarding_sinks_and_spool_get_defaults() {
+        let c = parse(&format!(
+            "{MIN}[[sink]]\ntype = \"splunk_hec\"\nurl = \"https://splunk:8088\"\ntoken = \"env:HEC\"\n[[sink]]\ntype = \"http\"\nurl = \"https://collector/ingest?x=1\"\nheaders = {{ \"X-Team\" = \"ci\" }}\nauthorization = \"file:auth\"\n"
+        ))
+        .unwrap();
+        assert!(
+            c.sinks.is_empty(),
+            "no default archive when a sink is given"
+        );
+        let [hec, http] = &c.forwards[..] else {
+            panic!("{:?}", c.forwards)
+        };
+        assert_eq!(hec.name, "splunk_hec-1");
+        assert_eq!(http.name, "http-2");
+        assert!(hec.gzip && !hec.insecure_skip_verify);
+        assert_eq!(hec.retry_max, Duration::from_secs(30));
+        assert_eq!(
+            hec.dead_letter_dir,
+            Path::new(DEFAULT_DATA_DIR).join("dead-letter/splunk_hec-1")
+        );
+        match &hec.kind {
+            ForwardKind::SplunkHec { token, meta } => {
+                assert_eq!(token, &SecretRef::Env("HEC".into()));
+                assert_eq!(meta.sourcetype, "logveil");
+            }
+            other => panic!("{other:?}"),
+        }
+        match &http.kind {
+            ForwardKind::Http {
+                headers,
+                authorization,
+            } => {
+                assert_eq!(headers, &[("X-Team".to_string(), "ci".to_string())]);
+                assert_eq!(authorization, &Some(SecretRef::File("auth".into())));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.spool.dir, Path::new(DEFAULT_DATA_DIR).join("spool"));
+        assert_eq!(c.spool.max_bytes, 1 << 30);
+        assert_eq!(c.spool.fsync, crate::spool::FsyncPolicy::Always);
+        assert_eq!(c.drain_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn forwarding_sink_mistakes_are_located() {
+        let hec = "[[sink]]\ntype = \"splunk_hec\"\nurl = \"https://s:8088\"\n";
+        let cases = [
+            (format!("{hec}token = \"s3cr3t-token-value\"\n"), "env:NAME"),
+            (hec.to_string(), "needs token"),
+            (format!("{hec}token = \"env:T\"\npath = \"x\"\n"), "archive"),
+            (
+                "[[sink]]\ntype = \"http\"\nurl = \"http://s/\"\n".to_string(),
+                "https://",
+            ),
+            (
+                "[[sink]]\ntype = \"http\"\nurl = \"https://s/\"\nheaders = { Authorization = \"Bearer x\" }\n".to_string(),
+                "never inline",
+            ),
+            (
+                "[[sink]]\ntype = \"archive\"\npath = \"a\"\nurl = \"https://s\"\n".to_string(),
+                "http and splunk_hec",
+            ),
+            (
+                format!("{hec}token = \"env:T\"\nname = \"a\"\n{hec}token = \"env:T\"\nname = \"a\"\n"),
+                "unique",
+            ),
+            ("[spool]\nfsync = \"sometimes\"\n".to_string(), "sometimes"),
+            ("[spool]\nmax_bytes = 10\n".to_string(), "at least"),
+        ];
+        for (extra, want) in cases {
+            let e = parse(&format!("{MIN}{extra}")).unwrap_err();
+            assert!(e.msg.contains(want), "{extra}: {e}");
+            assert!(!e.to_string().contains("s3cr3t"), "{e}");
+            assert!(e.at.is_some(), "{extra}: {e}");
+        }
     }
 
     #[test]

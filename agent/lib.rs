@@ -17,3 +17,5 @@ pub mod seal;
 pub mod sink;
 pub mod source;
 pub mod verify;
+// Forwarding (issue 5): durable spool, HTTPS sinks.
+pub mod spool;

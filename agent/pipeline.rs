@@ -17,7 +17,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use logveil_patterns::Redactor;
@@ -31,8 +31,10 @@ use crate::config::{Config, LogLevel, SourceConfig};
 use crate::event::Origin;
 use crate::keys::{self, PublicKey, SealKey};
 use crate::seal::{self, Sealed, GENESIS_HASH};
+use crate::sink::forward::Forwarder;
 use crate::sink::Sink;
 use crate::source::{self, Block, Ctx};
+use crate::spool::{Full, Spool};
 
 /// Blocks queued between the sources and the batcher.
 const BLOCK_QUEUE: usize = 16;
@@ -149,7 +151,36 @@ pub fn agent_main(config: &Path) -> ExitCode {
             Err(e) => return fail(e),
         }
     }
-    if let Err(e) = reconcile_chain(&mut state, &sinks, &key) {
+    let mut forwarders = Vec::new();
+    for f in &cfg.forwards {
+        match Forwarder::open(f, &cfg.base) {
+            Ok(f) => forwarders.push(f),
+            Err(e) => {
+                eprintln!("logveil: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let spool = if forwarders.is_empty() {
+        None
+    } else {
+        let names: Vec<String> = forwarders.iter().map(|f| f.name().to_string()).collect();
+        match Spool::open(cfg.spool.clone(), &names) {
+            Ok(s) => {
+                tracing::info!(
+                    spool = %s.dir().display(),
+                    batches = s.len(),
+                    bytes = s.bytes(),
+                    corrupt = s.replay.corrupt,
+                    torn = s.replay.torn,
+                    "spool replayed"
+                );
+                Some(Arc::new(Mutex::new(s)))
+            }
+            Err(e) => return fail(format!("spool {}: {e}", cfg.spool.dir.display())),
+        }
+    };
+    if let Err(e) = reconcile_chain(&mut state, &sinks, spool.as_deref(), &key) {
         return fail(e);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -161,7 +192,12 @@ pub fn agent_main(config: &Path) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
-    let code = rt.block_on(run(cfg, redactor, key, state, loaded, sinks));
+    let outputs = Outputs {
+        sinks,
+        forwarders,
+        spool,
+    };
+    let code = rt.block_on(run(cfg, redactor, key, state, loaded, outputs));
     rt.shutdown_timeout(Duration::from_millis(200));
     code
 }
@@ -171,7 +207,12 @@ pub fn agent_main(config: &Path) -> ExitCode {
 /// checked (signature with our key, link to the tip) and adopted, and copied to any sink that
 /// lacks them. A sink batch that does not continue the chain stops the agent rather than
 /// forking the chain.
-fn reconcile_chain(state: &mut StateStore, sinks: &[Sink], key: &SealKey) -> Result<(), String> {
+fn reconcile_chain(
+    state: &mut StateStore,
+    sinks: &[Sink],
+    spool: Option<&Mutex<Spool>>,
+    key: &SealKey,
+) -> Result<(), String> {
     let public = PublicKey::from_raw(key.public())?;
     if let Some(c) = &state.chain {
         if c.key_id != key.key_id() {
@@ -195,6 +236,13 @@ fn reconcile_chain(state: &mut StateStore, sinks: &[Sink], key: &SealKey) -> Res
                 Err(e) => return Err(format!("{}: {e}", s.name())),
             }
         }
+        if let Some(sp) = spool {
+            return sp
+                .lock()
+                .expect("spool lock")
+                .read(seq)
+                .map_err(|e| format!("spool: {e}"));
+        }
         Ok(None)
     };
     let check = |bytes: &[u8], seq: u64| -> Result<(String, String), String> {
@@ -211,6 +259,7 @@ fn reconcile_chain(state: &mut StateStore, sinks: &[Sink], key: &SealKey) -> Res
         let highest = sinks
             .iter()
             .filter_map(|s| s.highest_seq().ok().flatten())
+            .chain(spool.and_then(|s| s.lock().expect("spool lock").highest_seq()))
             .max();
         if let Some(h) = highest {
             let bytes = read_any(h)?.ok_or_else(|| format!("batch {h} vanished"))?;
@@ -246,6 +295,15 @@ fn reconcile_chain(state: &mut StateStore, sinks: &[Sink], key: &SealKey) -> Res
                 s.write(&sealed).map_err(|e| format!("{}: {e}", s.name()))?;
             }
         }
+        if let Some(sp) = spool {
+            let mut sp = sp.lock().expect("spool lock");
+            if !sp.delivered_by_all(seq) && sp.read(seq).map_err(|e| e.to_string())?.is_none() {
+                // Over the cap is fine here: this batch was sealed before the stop.
+                sp.append(seq, &sealed.bytes)
+                    .map_err(|e| format!("spool: {e}"))?
+                    .ok();
+            }
+        }
         tip.seq = seq;
         tip.hash = hash;
     }
@@ -262,14 +320,27 @@ fn reconcile_chain(state: &mut StateStore, sinks: &[Sink], key: &SealKey) -> Res
     Ok(())
 }
 
+/// Where sealed batches go: local sinks written by the sealer, and forwarding sinks fed from
+/// the spool.
+struct Outputs {
+    sinks: Vec<Sink>,
+    forwarders: Vec<Forwarder>,
+    spool: Option<Arc<Mutex<Spool>>>,
+}
+
 async fn run(
     cfg: Config,
     redactor: Redactor,
     key: SealKey,
     state: StateStore,
     loaded: Vec<(u64, crate::checkpoint::FileEntry)>,
-    sinks: Vec<Sink>,
+    outputs: Outputs,
 ) -> ExitCode {
+    let Outputs {
+        sinks,
+        forwarders,
+        spool,
+    } = outputs;
     let (stop_tx, stop_rx) = watch::channel(false);
     // Signals first: from here on SIGTERM means a graceful shutdown.
     let signals = match (
@@ -298,7 +369,7 @@ async fn run(
     tracing::info!(
         key_id = key.key_id(),
         sources = cfg.sources.len(),
-        sinks = %sinks.iter().map(Sink::name).collect::<Vec<_>>().join(", "),
+        sinks = %sinks.iter().map(Sink::name).chain(forwarders.iter().map(|f| f.name().to_string())).collect::<Vec<_>>().join(", "),
         next_seq = state.chain.as_ref().map_or(1, |c| c.seq + 1),
         host = %origin.host,
         job = origin.job.as_deref().unwrap_or("-"),
@@ -322,10 +393,29 @@ async fn run(
         Batcher::new(cfg.batch, redactor.ids().to_vec()),
     ));
     let host = origin.host.clone();
+    let tip0 = spool
+        .as_ref()
+        .and_then(|s| s.lock().expect("spool lock").highest_seq())
+        .unwrap_or(0);
+    let (tip_tx, tip_rx) = watch::channel(tip0);
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let (halt_tx, halt_rx) = watch::channel(false);
+    let mut forwarding = JoinSet::new();
+    if let Some(sp) = &spool {
+        for f in forwarders {
+            forwarding.spawn(f.run(
+                sp.clone(),
+                tip_rx.clone(),
+                drain_rx.clone(),
+                halt_rx.clone(),
+            ));
+        }
+    }
     let sealer = tokio::spawn(seal_loop(
         batch_rx,
         key,
         sinks,
+        spool.clone().map(|s| (s, tip_tx, cfg.drain_timeout)),
         state,
         stop_rx.clone(),
         host,
@@ -347,6 +437,32 @@ async fn run(
     tracing::info!("sources stopped; draining");
     let _ = batcher.await;
     let result = sealer.await;
+    if !forwarding.is_empty() {
+        // The spool keeps whatever is not delivered by the deadline; the next start sends it.
+        let _ = drain_tx.send(true);
+        let drained = tokio::time::timeout(cfg.drain_timeout, async {
+            while forwarding.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            let left: Vec<String> = spool
+                .as_ref()
+                .map(|s| {
+                    let s = s.lock().expect("spool lock");
+                    cfg.forwards
+                        .iter()
+                        .map(|f| format!("{}: {}", f.name, s.pending(&f.name)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            tracing::warn!(
+                pending = %left.join(", "),
+                "forwarding sinks did not catch up within drain_timeout; the spool keeps the rest for the next start"
+            );
+            let _ = halt_tx.send(true);
+            while forwarding.join_next().await.is_some() {}
+        }
+    }
     signals.abort();
     if let Some(i) = idle {
         i.abort();
@@ -450,6 +566,7 @@ async fn seal_loop(
     mut rx: mpsc::Receiver<Batch>,
     key: SealKey,
     sinks: Vec<Sink>,
+    spool: Option<(Arc<Mutex<Spool>>, watch::Sender<u64>, Duration)>,
     mut state: StateStore,
     mut stop: watch::Receiver<bool>,
     host: String,
@@ -471,6 +588,10 @@ async fn seal_loop(
                     || s.write(&sealed).map_err(|e| e.to_string()),
                 )
                 .await?;
+            }
+            if let Some((sp, tip, patience)) = &spool {
+                to_spool(sp, &sealed, &mut stop, *patience).await?;
+                let _ = tip.send(seq);
             }
             tracing::debug!(
                 seq,
@@ -507,4 +628,59 @@ async fn seal_loop(
     })
     .await?;
     Ok(state.chain.clone())
+}
+
+/// Appends a sealed batch to the spool. While the spool is full this waits (the bounded
+/// queues behind it then pause the sources); while shutting down it waits `patience` at most
+/// and then gives up (the checkpoints stay behind the batch, so nothing is lost).
+async fn to_spool(
+    spool: &Mutex<Spool>,
+    sealed: &Sealed,
+    stop: &mut watch::Receiver<bool>,
+    patience: Duration,
+) -> Result<(), ()> {
+    let mut full_since: Option<Instant> = None;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let r = tokio::task::block_in_place(|| {
+            spool
+                .lock()
+                .expect("spool lock")
+                .append(sealed.seq, &sealed.bytes)
+        });
+        match r {
+            Ok(Ok(())) => {
+                if let Some(t) = full_since {
+                    tracing::info!(waited = ?t.elapsed(), "spool has room again: sources resume");
+                }
+                return Ok(());
+            }
+            Ok(Err(Full)) => {
+                let since = *full_since.get_or_insert_with(|| {
+                    tracing::warn!(
+                        seq = sealed.seq,
+                        "spool is full (max_bytes): sources pause until the sinks catch up"
+                    );
+                    Instant::now()
+                });
+                if *stop.borrow() && since.elapsed() >= patience {
+                    tracing::error!("spool still full while shutting down; giving up (checkpoints were not advanced past it)");
+                    return Err(());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, seq = sealed.seq, "writing to the spool failed");
+                if *stop.borrow() {
+                    tracing::error!("spool: giving up while shutting down; nothing is lost (checkpoints were not advanced past it)");
+                    return Err(());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stopped(stop) => {}
+                }
+                delay = (delay * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
 }

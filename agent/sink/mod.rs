@@ -2,6 +2,8 @@
 //! may advance) only once every sink has durably written it.
 
 pub mod archive;
+pub mod encode;
+pub mod forward;
 
 use std::io;
 

@@ -233,7 +233,9 @@ fn timestamp_prefix_of_the_end_line_is_not_key_material() {
         String::from_utf8(out).unwrap(),
         "2024-05-01T10:00:23.1100000Z -----BEGIN OPENSSH PRIVATE KEY-----\n2024-05-01T10:00:23.1200000Z [REDACTED:private-key-block]\n2024-05-01T10:00:23.1500000Z -----END OPENSSH PRIVATE KEY-----\nnext\n"
     );
-    let (out, _) = r.redact_all(b"-----BEGIN RSA PRIVATE KEY-----\nMIIEvQIBADAN\nZw==-----END RSA PRIVATE KEY-----\n");
+    let (out, _) = r.redact_all(
+        b"-----BEGIN RSA PRIVATE KEY-----\nMIIEvQIBADAN\nZw==-----END RSA PRIVATE KEY-----\n",
+    );
     assert!(!String::from_utf8_lossy(&out).contains("Zw=="));
 }
 

@@ -2,5 +2,6 @@
 
 mod cli;
 mod filter;
+mod forward;
 mod sidecar;
 mod util;

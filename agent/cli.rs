@@ -302,18 +302,7 @@ fn cmd_rules_test(file: &PathBuf) -> ExitCode {
         .map(|r| r.examples_match.len() + r.examples_no_match.len())
         .sum();
     for f in &failures {
-        println!(
-            "FAIL {} ({}): expected {} in {:?}, got {:?}",
-            f.id,
-            f.origin,
-            if f.expected_match {
-                "a mask"
-            } else {
-                "no mask"
-            },
-            f.example,
-            f.output
-        );
+        println!("FAIL {f}");
     }
     println!(
         "{} rules, {} examples: {} passed, {} failed",

@@ -633,6 +633,21 @@ pub struct ExampleFailure {
     pub output: String,
 }
 
+impl std::fmt::Display for ExampleFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let want = if self.expected_match {
+            "a mask"
+        } else {
+            "no mask"
+        };
+        write!(
+            f,
+            "{} ({}): expected {want} in {:?}, got {:?}",
+            self.id, self.origin, self.example, self.output
+        )
+    }
+}
+
 /// Runs every rule's own examples through a redactor holding only that rule. Returns the
 /// failures (empty when all pass); a rule that does not compile is an error.
 pub fn check_examples(defs: &[RuleDef]) -> Result<Vec<ExampleFailure>, Error> {

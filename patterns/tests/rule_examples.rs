@@ -35,23 +35,7 @@ fn every_builtin_example_behaves() {
     let packs = builtin_packs().expect("built-in packs parse");
     let defs: Vec<_> = packs.iter().flat_map(|p| p.rules.iter().cloned()).collect();
     let failures = logveil_patterns::check_examples(&defs).expect("rules compile");
-    let report: Vec<String> = failures
-        .iter()
-        .map(|f| {
-            format!(
-                "{} ({}): expected {} for {:?}, got {:?}",
-                f.id,
-                f.origin,
-                if f.expected_match {
-                    "a mask"
-                } else {
-                    "no mask"
-                },
-                f.example,
-                f.output
-            )
-        })
-        .collect();
+    let report: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
     assert!(
         report.is_empty(),
         "{} failing examples:\n{}",

@@ -97,6 +97,7 @@ pub fn run<R: Read + AsRawFd, W: Write>(
                         &buf[..filled],
                         &mut out,
                         true,
+                        false,
                     );
                     let _ = output.write_all(&out);
                     return Err(FilterError::Read(e));
@@ -110,6 +111,7 @@ pub fn run<R: Read + AsRawFd, W: Write>(
             &buf[..filled],
             &mut out,
             eof,
+            filled == buf.len(),
         );
         buf.copy_within(filled - kept..filled, 0);
         filled = kept;
@@ -134,31 +136,53 @@ pub fn run<R: Read + AsRawFd, W: Write>(
 }
 
 /// Redacts what can be redacted now; returns how many trailing bytes of `data` it left for
-/// the next round (a partial line kept in our buffer so the next block can go parallel).
+/// the next round. A partial last line stays in our buffer rather than in the stream, so
+/// the stream stays at a line start and the next big block can go parallel; only a line
+/// that fills the whole buffer goes to the stream, which redacts it in windows.
 fn process(
     redactor: &Redactor,
     stream: &mut Stream,
     scratches: &mut [Scratch],
-    data: &[u8],
+    mut data: &[u8],
     out: &mut Vec<u8>,
     final_round: bool,
+    buffer_full: bool,
 ) -> usize {
-    if scratches.is_empty() || data.len() < PARALLEL_MIN || !stream.is_stateless() || final_round {
+    if final_round {
         stream.push(data, out);
         return 0;
+    }
+    // Finish a line the stream is in the middle of (an over-long one) first.
+    if !stream.at_line_start() {
+        match memchr::memchr(b'\n', data) {
+            Some(i) => {
+                stream.push(&data[..=i], out);
+                data = &data[i + 1..];
+            }
+            None => {
+                stream.push(data, out);
+                return 0;
+            }
+        }
     }
     let take = stream.complete_prefix(data);
     if take == 0 {
-        stream.push(data, out);
-        return 0;
+        if buffer_full {
+            stream.push(data, out);
+            return 0;
+        }
+        return data.len();
     }
     let block = &data[..take];
-    if memchr::memmem::find(block, b"PRIVATE KEY").is_some()
-        || memchr::memmem::find(block, b"::add-mask::").is_some()
-    {
-        stream.push(block, out);
-    } else {
+    let parallel_ok = !scratches.is_empty()
+        && block.len() >= PARALLEL_MIN
+        && stream.is_stateless()
+        && memchr::memmem::find(block, b"PRIVATE KEY").is_none()
+        && memchr::memmem::find(block, b"::add-mask::").is_none();
+    if parallel_ok {
         parallel(redactor, stream, scratches, block, out);
+    } else {
+        stream.push(block, out);
     }
     data.len() - take
 }

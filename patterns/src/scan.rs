@@ -509,7 +509,9 @@ pub(crate) fn merge(spans: &mut Vec<Span>) {
     if spans.len() < 2 {
         return;
     }
-    spans.sort_unstable_by_key(|s| (s.start, std::cmp::Reverse(s.end)));
+    // A total order: which rule names a merged span must not depend on the order the passes
+    // found its parts in, which varies with how the input was cut into blocks.
+    spans.sort_unstable_by_key(|s| (s.start, std::cmp::Reverse(s.end), s.id));
     let mut w = 0;
     for r in 1..spans.len() {
         if spans[r].start < spans[w].end {

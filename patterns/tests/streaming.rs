@@ -250,3 +250,33 @@ fn add_mask_registers_from_that_line_on() {
         "before Inband-Secret-42\n::add-mask::[REDACTED:known-value]\nafter [REDACTED:known-value] [REDACTED:known-value]\n::add-mask::[REDACTED:known-value]\n"
     );
 }
+
+/// Two rules masking the same bytes (`GITHUB_TOKEN=ghp_...` is both a GitHub token and a
+/// generic secret assignment): the rule named in the mask must not depend on how the input
+/// was cut, nor on how many other masks share its block.
+#[test]
+fn rule_named_for_a_shared_span_does_not_depend_on_chunking() {
+    let r = RedactorBuilder::new().build().unwrap();
+    let mut input = String::new();
+    for i in 0..3000 {
+        input.push_str(&format!(
+            "{i} GITHUB_TOKEN={TOKEN} STRIPE_SECRET_KEY=sk_live_{:024} ssn {SSN} mail a{i}@example.com\n",
+            i
+        ));
+    }
+    let (whole, _) = r.redact_all(input.as_bytes());
+    for size in [1usize, 97, 4096, 100_000] {
+        let cuts: Vec<usize> = (size..input.len()).step_by(size).collect();
+        assert!(
+            chunked(&r, input.as_bytes(), &cuts) == whole,
+            "chunk size {size}"
+        );
+    }
+    let mut by_line = Vec::new();
+    let mut s = r.stream();
+    for line in input.split_inclusive('\n') {
+        s.push(line.as_bytes(), &mut by_line);
+    }
+    s.finish(&mut by_line);
+    assert!(by_line == whole);
+}

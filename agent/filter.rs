@@ -40,17 +40,27 @@ pub struct FilterSummary {
     pub inband_refused: u64,
 }
 
-/// True when a read on `fd` would not block (or the fd is not pollable, e.g. a regular
-/// file, which is always ready).
-fn input_ready(fd: RawFd) -> bool {
+/// True when a read on `fd` would not block within `wait_ms` (a regular file is always
+/// ready).
+fn input_ready(fd: RawFd, wait_ms: i32) -> bool {
     let mut p = libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: one valid pollfd, zero timeout.
-    let r = unsafe { libc::poll(&mut p, 1, 0) };
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut p, 1, wait_ms) };
     r != 0
+}
+
+/// Asks for a 1 MiB pipe buffer when the input is a pipe, so a fast writer hands over large
+/// blocks (the default 64 KiB keeps every block too small to split across threads). Failure
+/// (not a pipe, over the system limit) changes nothing.
+fn widen_pipe(fd: RawFd) {
+    // SAFETY: fcntl on our own descriptor; F_SETPIPE_SZ only resizes a pipe's buffer.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
+    }
 }
 
 /// Redacts `input` to `output` until end of input.
@@ -62,6 +72,9 @@ pub fn run<R: Read + AsRawFd, W: Write>(
 ) -> Result<FilterSummary, FilterError> {
     let threads = threads.max(1);
     let fd = input.as_raw_fd();
+    if threads > 1 {
+        widen_pipe(fd);
+    }
     let mut stream = redactor.stream();
     let mut scratches: Vec<Scratch> = if threads > 1 {
         (0..threads).map(|_| redactor.scratch()).collect()
@@ -83,7 +96,15 @@ pub fn run<R: Read + AsRawFd, W: Write>(
                 Ok(n) => {
                     filled += n;
                     bytes += n as u64;
-                    if filled == buf.len() || !input_ready(fd) {
+                    // A read of 64 KiB or more means a backlog: wait up to 1 ms for the
+                    // writer to refill before redacting a block too small for the threads.
+                    // A live log (small reads) is redacted the moment input pauses.
+                    let wait = if n >= 64 << 10 && filled < PARALLEL_MIN {
+                        1
+                    } else {
+                        0
+                    };
+                    if filled == buf.len() || !input_ready(fd, wait) {
                         break;
                     }
                 }

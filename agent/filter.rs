@@ -242,10 +242,10 @@ fn parallel(
         }
         redactor.redact_lines(scratch0, &block[bounds[0]..bounds[1]], inband, o0, c0);
     });
-    let lines = memchr::memchr_iter(b'\n', block).count() as u64;
+    let mut counts = Counts::default();
     for (o, c) in &results {
         out.extend_from_slice(o);
-        stream.add_counts(c, 0);
+        counts.add(c);
     }
-    stream.add_counts(&Counts::default(), lines);
+    stream.add_counts(&counts, memchr::memchr_iter(b'\n', block).count() as u64);
 }

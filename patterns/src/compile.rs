@@ -509,8 +509,8 @@ pub(crate) struct Inner {
 pub struct RuleInfo {
     /// Id.
     pub id: String,
-    /// Category, `None` for engine-internal ids (known values, key blocks).
-    pub category: Option<Category>,
+    /// Category.
+    pub category: Category,
     /// Pack name.
     pub pack: String,
     /// Description.
@@ -530,7 +530,7 @@ impl Redactor {
             .iter()
             .map(|r| RuleInfo {
                 id: r.def.id.clone(),
-                category: Some(r.def.category),
+                category: r.def.category,
                 pack: r.def.pack.clone(),
                 description: r.def.description.clone(),
             })

@@ -169,7 +169,7 @@ fn flush_pending(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
     let touched = std::mem::take(&mut scratch.touched);
     for &ri in &touched {
         if let Some((a, b)) = scratch.pending[ri as usize].take() {
-            search_rule(inner, ri, &inner.rules[ri as usize], scratch, v, a, b);
+            search_rule(ri, &inner.rules[ri as usize], scratch, v, a, b);
         }
     }
     scratch.touched = touched;
@@ -269,7 +269,7 @@ fn schedule(inner: &Inner, scratch: &mut Scratch, v: &[u8], ri: u32, a: usize, b
         }
         slot => {
             if let Some((pa, pb)) = slot.take() {
-                search_rule(inner, ri, &inner.rules[ri as usize], scratch, v, pa, pb);
+                search_rule(ri, &inner.rules[ri as usize], scratch, v, pa, pb);
             } else {
                 scratch.touched.push(ri);
             }
@@ -317,16 +317,7 @@ fn anchored_rule(
 
 /// Runs one rule's regex over `v[a..b]` (look-around may see outside) and records accepted
 /// matches.
-fn search_rule(
-    inner: &Inner,
-    ri: u32,
-    rule: &CompiledRule,
-    scratch: &mut Scratch,
-    v: &[u8],
-    a: usize,
-    b: usize,
-) {
-    let _ = inner;
+fn search_rule(ri: u32, rule: &CompiledRule, scratch: &mut Scratch, v: &[u8], a: usize, b: usize) {
     let mut input = Input::new(v).range(a..b);
     let cache = &mut scratch.caches[ri as usize];
     while let Some(found) = rule.regex.search_with(cache, &input) {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::AhoCorasick;
 use regex_automata::meta;
 use regex_automata::util::syntax;
 use regex_syntax::hir::{Class, ClassBytesRange, Hir, HirKind, Repetition};
@@ -235,19 +235,13 @@ impl RedactorBuilder {
             }
         }
         let anchors = crate::anchor::choose(&keywords);
-        // Teddy, the SIMD prefilter, takes at most 64 literals: search in groups of 64.
-        let mut keyword_acs = Vec::new();
-        for (gi, group) in anchors.anchors.chunks(64).enumerate() {
-            let ac = AhoCorasick::builder()
-                .match_kind(MatchKind::LeftmostLongest)
-                .kind(Some(AhoCorasickKind::DFA))
-                .build(group)
-                .map_err(|e| Error::Compile {
+        let anchor_search =
+            crate::anchor::AnchorSearch::new(&anchors.anchors).map_err(|message| {
+                Error::Compile {
                     what: "keyword automaton".into(),
-                    message: e.to_string(),
-                })?;
-            keyword_acs.push((ac, (gi * 64) as u32));
-        }
+                    message,
+                }
+            })?;
         let structural = if structural_hirs.is_empty() {
             None
         } else {
@@ -280,7 +274,7 @@ impl RedactorBuilder {
             inner: Arc::new(Inner {
                 rules,
                 ids,
-                keyword_acs,
+                anchor_search,
                 keyword_rules,
                 keywords,
                 anchor_keywords: anchors.keywords,
@@ -478,8 +472,8 @@ pub(crate) struct Inner {
     pub(crate) rules: Vec<CompiledRule>,
     /// Rule ids, then the special ids (known values, key blocks, line-too-long).
     pub(crate) ids: Vec<String>,
-    /// Anchor automata (each over at most 64 anchors) with the index of their first anchor.
-    pub(crate) keyword_acs: Vec<(AhoCorasick, u32)>,
+    /// The SIMD search for anchors.
+    pub(crate) anchor_search: crate::anchor::AnchorSearch,
     /// Per keyword: (rule, index of the keyword in the rule's list).
     pub(crate) keyword_rules: Vec<Vec<(u32, u32)>>,
     /// Lowercased keywords, indexed like the automaton's patterns.

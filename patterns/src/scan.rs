@@ -147,6 +147,7 @@ fn line_bounds(v: &[u8], at: usize) -> (usize, usize) {
 }
 
 /// Rules anchored on a rare byte (see `prefix::rare_required_byte`).
+#[inline(never)]
 fn byte_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
     for &(byte, ri) in &inner.byte_rules {
         let reach = inner.rules[ri as usize].max_len;
@@ -176,37 +177,33 @@ fn flush_pending(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
     scratch.touched.clear();
 }
 
+#[inline(never)]
 fn keyword_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
-    if inner.keyword_acs.is_empty() {
+    let search = &inner.anchor_search;
+    if search.is_empty() {
         return;
     }
     let mut lower = std::mem::take(&mut scratch.lower_buf);
     crate::anchor::lowercase_into(v, &mut lower);
-    for (ac, base) in &inner.keyword_acs {
-        let mut line = (0usize, 0usize);
-        let mut have_line = false;
-        for hit in ac.find_iter(&lower) {
-            if !have_line || hit.start() >= line.1 {
-                line = line_bounds(v, hit.start());
-                have_line = true;
-            }
-            let a = *base as usize + hit.pattern().as_usize();
-            anchor_at(inner, scratch, v, &lower, a, hit.start(), line);
-            for &(a2, off) in &inner.anchor_overlaps[a] {
-                let at = hit.start() + off as usize;
-                let lit = &inner.anchors[a2 as usize];
-                // Anchors of the same group that start inside this hit are not reported by
-                // the non-overlapping search; other groups report their own hits.
-                let same_group = (a2 as usize) / 64 == a / 64;
-                if same_group
-                    && lower.len() >= at + lit.len()
-                    && lower[at..at + lit.len()] == lit[..]
-                {
-                    anchor_at(inner, scratch, v, &lower, a2 as usize, at, line);
-                }
+    let mut line = (0usize, 0usize);
+    search.for_each_pass(&lower, |a, start, first_of_pass| {
+        if first_of_pass || start >= line.1 || start < line.0 {
+            line = line_bounds(v, start);
+        }
+        anchor_at(inner, scratch, v, &lower, a, start, line);
+        for &(a2, off) in &inner.anchor_overlaps[a] {
+            let at = start + off as usize;
+            let lit = &inner.anchors[a2 as usize];
+            // Anchors of the same pass that start inside this hit are not reported by its
+            // non-overlapping search; other passes report their own hits.
+            if search.same_group(a, a2 as usize)
+                && lower.len() >= at + lit.len()
+                && lower[at..at + lit.len()] == lit[..]
+            {
+                anchor_at(inner, scratch, v, &lower, a2 as usize, at, line);
             }
         }
-    }
+    });
     scratch.lower_buf = lower;
     flush_pending(inner, scratch, v);
 }
@@ -381,6 +378,7 @@ fn inside_marker(v: &[u8], at: usize) -> bool {
     v[open..].starts_with(MARKER) && memchr::memchr(b']', &v[open..at]).is_none()
 }
 
+#[inline(never)]
 fn structural_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
     let Some(re) = &inner.structural else { return };
     let Some(mut cache) = scratch.structural_cache.take() else {

@@ -276,6 +276,7 @@ fn schedule(inner: &Inner, scratch: &mut Scratch, v: &[u8], ri: u32, a: usize, b
 }
 
 /// One anchored attempt of `rule` at `at` (its matches always start with a keyword).
+#[inline(never)]
 fn anchored_rule(
     rule: &CompiledRule,
     ri: u32,
@@ -352,6 +353,7 @@ fn search_rule(ri: u32, rule: &CompiledRule, scratch: &mut Scratch, v: &[u8], a:
 }
 
 /// Validator and context checks on a candidate (match `ms..me`, masked part `ss..se`).
+#[inline(never)]
 fn accept(rule: &CompiledRule, v: &[u8], ms: usize, me: usize, ss: usize, se: usize) -> bool {
     if !rule.def.validator.check(&v[ss..se]) || inside_marker(v, ss) {
         return false;

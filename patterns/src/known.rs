@@ -34,7 +34,7 @@ pub fn encoded_forms(value: &[u8]) -> Vec<Vec<u8>> {
     forms.push(hex(value, b"0123456789abcdef"));
     forms.push(hex(value, b"0123456789ABCDEF"));
     forms.retain(|f| f.len() >= MIN_KNOWN_LEN.min(value.len()) && !f.is_empty());
-    forms.sort();
+    forms.sort_unstable();
     forms.dedup();
     forms
 }
@@ -220,29 +220,34 @@ impl Tier {
     fn new(forms: Vec<Vec<u8>>, key_len: usize) -> Tier {
         let min = forms.iter().map(Vec::len).min().unwrap_or(key_len);
         let stride = (min + 1 - key_len).clamp(1, MAX_STRIDE);
-        let mut entries: Vec<(u32, u32)> = Vec::with_capacity(forms.len() * stride);
         // 16 bits per entry: about one random position in 16 passes the bit test.
         let nbits = (forms.len() * stride * 16).next_power_of_two().max(1 << 16);
         let mask = (nbits - 1) as u32;
         let mut bits = vec![0u64; nbits / 64];
-        for (fi, f) in forms.iter().enumerate() {
-            for off in 0..stride {
-                let s = slot(key(&f[off..], key_len), mask);
-                bits[(s >> 6) as usize] |= 1 << (s & 63);
-                entries.push((s >> BUCKET_SHIFT, (fi as u32) << 3 | off as u32));
-            }
-        }
-        entries.sort_unstable();
-        entries.dedup();
         let nbuckets = (nbits >> BUCKET_SHIFT) as usize;
+        // Items grouped by bucket with a counting sort (two passes over the keys; sorting
+        // the pairs was most of the start-up time with 10k values).
+        let bucket_of = |fi: usize, off: usize| slot(key(&forms[fi][off..], key_len), mask);
         let mut starts = vec![0u32; nbuckets + 1];
-        for &(b, _) in &entries {
-            starts[b as usize + 1] += 1;
+        for fi in 0..forms.len() {
+            for off in 0..stride {
+                let s = bucket_of(fi, off);
+                bits[(s >> 6) as usize] |= 1 << (s & 63);
+                starts[(s >> BUCKET_SHIFT) as usize + 1] += 1;
+            }
         }
         for i in 1..starts.len() {
             starts[i] += starts[i - 1];
         }
-        let items = entries.into_iter().map(|(_, item)| item).collect();
+        let mut fill = starts.clone();
+        let mut items = vec![0u32; forms.len() * stride];
+        for fi in 0..forms.len() {
+            for off in 0..stride {
+                let b = (bucket_of(fi, off) >> BUCKET_SHIFT) as usize;
+                items[fill[b] as usize] = (fi as u32) << 3 | off as u32;
+                fill[b] += 1;
+            }
+        }
         let mut arena = Vec::with_capacity(forms.iter().map(Vec::len).sum());
         let mut ends = Vec::with_capacity(forms.len());
         for f in &forms {
@@ -309,7 +314,7 @@ impl KnownValues {
         if forms.is_empty() {
             return None;
         }
-        forms.sort();
+        forms.sort_unstable();
         forms.dedup();
         if forms.len() <= SMALL_LIMIT {
             // A failed build (it cannot, for so few literals) falls through to the filter:

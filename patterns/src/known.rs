@@ -224,7 +224,7 @@ impl Tier {
         let nbits = (forms.len() * stride * 16).next_power_of_two().max(1 << 16);
         let mask = (nbits - 1) as u32;
         let mut bits = vec![0u64; nbits / 64];
-        let nbuckets = (nbits >> BUCKET_SHIFT) as usize;
+        let nbuckets = nbits >> BUCKET_SHIFT;
         // Items grouped by bucket with a counting sort (two passes over the keys; sorting
         // the pairs was most of the start-up time with 10k values).
         let bucket_of = |fi: usize, off: usize| slot(key(&forms[fi][off..], key_len), mask);

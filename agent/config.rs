@@ -190,6 +190,16 @@ struct RawSink {
     retry_initial: Option<Dur>,
     retry_max: Option<Dur>,
     dead_letter_dir: Option<String>,
+    // splunk_hec indexer acknowledgement.
+    indexer_ack: Option<bool>,
+    ack_timeout: Option<Dur>,
+    ack_interval: Option<Dur>,
+    max_pending_acks: Option<usize>,
+    // elasticsearch.
+    action: Option<crate::sink::encode::BulkAction>,
+    api_key: Option<Spanned<SecretRef>>,
+    username: Option<String>,
+    password: Option<Spanned<SecretRef>>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +208,7 @@ enum SinkKind {
     Archive,
     Http,
     SplunkHec,
+    Elasticsearch,
 }
 
 /// A duration written as `250ms`, `5s`, `2m` or `1h`.
@@ -439,6 +450,40 @@ pub enum ForwardKind {
         token: SecretRef,
         /// index, source, sourcetype.
         meta: crate::sink::encode::HecMeta,
+        /// Indexer acknowledgement, when on.
+        ack: Option<HecAck>,
+    },
+    /// Elasticsearch `_bulk`.
+    Elasticsearch {
+        /// Index (or data stream) and bulk action.
+        meta: crate::sink::encode::EsMeta,
+        /// API key or basic credentials; none when a proxy or mTLS authenticates.
+        auth: Option<EsAuth>,
+    },
+}
+
+/// Splunk indexer acknowledgement: a batch is delivered only once Splunk says it is indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HecAck {
+    /// Resend a batch whose acknowledgement has not come by then (at least once).
+    pub timeout: Duration,
+    /// Pause between polls of `/services/collector/ack`.
+    pub interval: Duration,
+    /// Batches sent and not yet acknowledged, at most.
+    pub max_pending: usize,
+}
+
+/// How an `elasticsearch` sink authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EsAuth {
+    /// `Authorization: ApiKey <value>` (the base64 `id:api_key` Elasticsearch hands out).
+    ApiKey(SecretRef),
+    /// HTTP basic.
+    Basic {
+        /// The user name (not secret).
+        username: String,
+        /// The password, by reference.
+        password: SecretRef,
     },
 }
 
@@ -549,6 +594,91 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
         .count()
         + 1;
     (line, col)
+}
+
+/// The `elasticsearch` part of a sink: an index and at most one way to authenticate.
+fn es_kind(s: &RawSink, span: Range<usize>) -> Result<ForwardKind, (Range<usize>, String)> {
+    let index = match &s.index {
+        Some(i) if !i.is_empty() => i.clone(),
+        _ => {
+            return Err((
+                span,
+                "an elasticsearch sink needs `index` (an index, alias or data stream)".into(),
+            ))
+        }
+    };
+    // Index names may not hold these (Elasticsearch refuses them); the name goes into JSON.
+    if index.starts_with(['-', '_', '+'])
+        || index
+            .chars()
+            .any(|c| c.is_ascii_uppercase() || "\\/*?\"<>| ,#:".contains(c))
+    {
+        return Err((
+            span,
+            format!("index {index:?}: lowercase, without \\ / * ? \" < > | , # : or spaces, not starting with - _ +"),
+        ));
+    }
+    let auth = match (&s.api_key, &s.username, &s.password) {
+        (Some(k), None, None) => Some(EsAuth::ApiKey(k.get_ref().clone())),
+        (None, Some(u), Some(p)) => Some(EsAuth::Basic {
+            username: u.clone(),
+            password: p.get_ref().clone(),
+        }),
+        (None, None, None) => None,
+        (Some(k), _, _) => {
+            return Err((
+                k.span(),
+                "use either api_key or username and password, not both".into(),
+            ))
+        }
+        (None, Some(_), None) => {
+            return Err((
+                span,
+                "username needs password = \"env:NAME\" or \"file:PATH\"".into(),
+            ))
+        }
+        (None, None, Some(p)) => return Err((p.span(), "password needs username".into())),
+    };
+    if let Some(EsAuth::Basic { username, .. }) = &auth {
+        if username.is_empty() || username.contains(':') {
+            return Err((span, "username: not empty, and without `:`".into()));
+        }
+    }
+    Ok(ForwardKind::Elasticsearch {
+        meta: crate::sink::encode::EsMeta {
+            index,
+            action: s.action.unwrap_or_default(),
+        },
+        auth,
+    })
+}
+
+/// The indexer acknowledgement settings of a `splunk_hec` sink, when `indexer_ack = true`.
+fn hec_ack(s: &RawSink, span: Range<usize>) -> Result<Option<HecAck>, (Range<usize>, String)> {
+    if !s.indexer_ack.unwrap_or(false) {
+        for (k, set) in [
+            ("ack_timeout", s.ack_timeout.is_some()),
+            ("ack_interval", s.ack_interval.is_some()),
+            ("max_pending_acks", s.max_pending_acks.is_some()),
+        ] {
+            if set {
+                return Err((span, format!("`{k}` needs indexer_ack = true")));
+            }
+        }
+        return Ok(None);
+    }
+    let ack = HecAck {
+        timeout: s.ack_timeout.map_or(Duration::from_secs(300), |d| d.0),
+        interval: s.ack_interval.map_or(Duration::from_secs(1), |d| d.0),
+        max_pending: s.max_pending_acks.unwrap_or(8),
+    };
+    if ack.interval.is_zero() || ack.timeout <= ack.interval || ack.max_pending == 0 {
+        return Err((
+            span,
+            "ack_interval must be more than 0, ack_timeout more than ack_interval, max_pending_acks at least 1".into(),
+        ));
+    }
+    Ok(Some(ack))
 }
 
 impl Config {
@@ -776,20 +906,28 @@ impl Config {
                 ("retry_initial", s.retry_initial.is_some()),
                 ("retry_max", s.retry_max.is_some()),
                 ("dead_letter_dir", s.dead_letter_dir.is_some()),
+                ("indexer_ack", s.indexer_ack.is_some()),
+                ("ack_timeout", s.ack_timeout.is_some()),
+                ("ack_interval", s.ack_interval.is_some()),
+                ("max_pending_acks", s.max_pending_acks.is_some()),
+                ("action", s.action.is_some()),
+                ("api_key", s.api_key.is_some()),
+                ("username", s.username.is_some()),
+                ("password", s.password.is_some()),
             ];
             if s.kind == SinkKind::Archive {
                 if let Some((k, _)) = forward_keys.iter().find(|(_, set)| *set) {
                     return Err(err_at(
                         Some(span),
-                        format!("`{k}` applies to http and splunk_hec sinks only"),
+                        format!("`{k}` applies to http, splunk_hec and elasticsearch sinks only"),
                     ));
                 }
             }
             if s.kind != SinkKind::Archive {
-                let kind_name = if s.kind == SinkKind::Http {
-                    "http"
-                } else {
-                    "splunk_hec"
+                let kind_name = match s.kind {
+                    SinkKind::Http => "http",
+                    SinkKind::Elasticsearch => "elasticsearch",
+                    _ => "splunk_hec",
                 };
                 let only = |k: &str, set: bool, kind: &str| {
                     if set {
@@ -804,12 +942,33 @@ impl Config {
                 only("path", s.path.is_some(), "archive")?;
                 if s.kind == SinkKind::Http {
                     only("token", s.token.is_some(), "splunk_hec")?;
-                    only("index", s.index.is_some(), "splunk_hec")?;
+                    only("index", s.index.is_some(), "splunk_hec and elasticsearch")?;
                     only("source", s.source.is_some(), "splunk_hec")?;
                     only("sourcetype", s.sourcetype.is_some(), "splunk_hec")?;
                 } else {
                     only("headers", s.headers.is_some(), "http")?;
                     only("authorization", s.authorization.is_some(), "http")?;
+                }
+                if s.kind == SinkKind::Elasticsearch {
+                    only("token", s.token.is_some(), "splunk_hec")?;
+                    only("source", s.source.is_some(), "splunk_hec")?;
+                    only("sourcetype", s.sourcetype.is_some(), "splunk_hec")?;
+                }
+                if s.kind != SinkKind::SplunkHec {
+                    only("indexer_ack", s.indexer_ack.is_some(), "splunk_hec")?;
+                    only("ack_timeout", s.ack_timeout.is_some(), "splunk_hec")?;
+                    only("ack_interval", s.ack_interval.is_some(), "splunk_hec")?;
+                    only(
+                        "max_pending_acks",
+                        s.max_pending_acks.is_some(),
+                        "splunk_hec",
+                    )?;
+                }
+                if s.kind != SinkKind::Elasticsearch {
+                    only("action", s.action.is_some(), "elasticsearch")?;
+                    only("api_key", s.api_key.is_some(), "elasticsearch")?;
+                    only("username", s.username.is_some(), "elasticsearch")?;
+                    only("password", s.password.is_some(), "elasticsearch")?;
                 }
                 let Some(url) = &s.url else {
                     return Err(err_at(
@@ -845,7 +1004,9 @@ impl Config {
                         format!("two sinks are named {name:?}; give each a unique `name`"),
                     ));
                 }
-                let kind = if s.kind == SinkKind::Http {
+                let kind = if s.kind == SinkKind::Elasticsearch {
+                    es_kind(s, span.clone()).map_err(|(sp, m)| err_at(Some(sp), m))?
+                } else if s.kind == SinkKind::Http {
                     let mut headers = Vec::new();
                     if let Some(h) = &s.headers {
                         for (k, v) in h.get_ref() {
@@ -876,6 +1037,7 @@ impl Config {
                             source: s.source.clone(),
                             sourcetype: s.sourcetype.clone().unwrap_or_else(|| "logveil".into()),
                         },
+                        ack: hec_ack(s, span.clone()).map_err(|(sp, m)| err_at(Some(sp), m))?,
                     }
                 };
                 let retry_initial = s.retry_initial.map_or(Duration::from_millis(250), |d| d.0);
@@ -906,7 +1068,9 @@ impl Config {
                 continue;
             }
             match s.kind {
-                SinkKind::Http | SinkKind::SplunkHec => unreachable!("handled above"),
+                SinkKind::Http | SinkKind::SplunkHec | SinkKind::Elasticsearch => {
+                    unreachable!("handled above")
+                }
                 SinkKind::Archive => {
                     let Some(p) = &s.path else {
                         return Err(err_at(
@@ -1207,8 +1371,9 @@ mod tests {
             Path::new(DEFAULT_DATA_DIR).join("dead-letter/splunk_hec-1")
         );
         match &hec.kind {
-            ForwardKind::SplunkHec { token, meta } => {
+            ForwardKind::SplunkHec { token, meta, ack } => {
                 assert_eq!(token, &SecretRef::Env("HEC".into()));
+                assert_eq!(ack, &None);
                 assert_eq!(meta.sourcetype, "logveil");
             }
             other => panic!("{other:?}"),
@@ -1230,6 +1395,50 @@ mod tests {
     }
 
     #[test]
+    fn elasticsearch_and_hec_ack_settings() {
+        let c = parse(&format!(
+            "{MIN}[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"ci-logs\"\napi_key = \"env:ES_KEY\"\n[[sink]]\ntype = \"elasticsearch\"\nname = \"es2\"\nurl = \"https://es:9200\"\nindex = \"logs-ci-default\"\naction = \"index\"\nusername = \"logveil\"\npassword = \"file:es.pw\"\n[[sink]]\ntype = \"splunk_hec\"\nurl = \"https://splunk:8088\"\ntoken = \"env:HEC\"\nindexer_ack = true\nack_interval = \"250ms\"\n"
+        ))
+        .unwrap();
+        let [es, es2, hec] = &c.forwards[..] else {
+            panic!("{:?}", c.forwards)
+        };
+        assert_eq!(es.name, "elasticsearch-1");
+        match &es.kind {
+            ForwardKind::Elasticsearch { meta, auth } => {
+                assert_eq!(meta.index, "ci-logs");
+                assert_eq!(meta.action, crate::sink::encode::BulkAction::Create);
+                assert_eq!(auth, &Some(EsAuth::ApiKey(SecretRef::Env("ES_KEY".into()))));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &es2.kind {
+            ForwardKind::Elasticsearch { meta, auth } => {
+                assert_eq!(meta.action, crate::sink::encode::BulkAction::Index);
+                assert_eq!(
+                    auth,
+                    &Some(EsAuth::Basic {
+                        username: "logveil".into(),
+                        password: SecretRef::File("es.pw".into())
+                    })
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match &hec.kind {
+            ForwardKind::SplunkHec { ack, .. } => assert_eq!(
+                ack,
+                &Some(HecAck {
+                    timeout: Duration::from_secs(300),
+                    interval: Duration::from_millis(250),
+                    max_pending: 8,
+                })
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn forwarding_sink_mistakes_are_located() {
         let hec = "[[sink]]\ntype = \"splunk_hec\"\nurl = \"https://s:8088\"\n";
         let cases = [
@@ -1246,7 +1455,45 @@ mod tests {
             ),
             (
                 "[[sink]]\ntype = \"archive\"\npath = \"a\"\nurl = \"https://s\"\n".to_string(),
-                "http and splunk_hec",
+                "http, splunk_hec",
+            ),
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\n".to_string(),
+                "needs `index`",
+            ),
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"CI\"\n".to_string(),
+                "lowercase",
+            ),
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"ci\"\napi_key = \"s3cr3t-key\"\n".to_string(),
+                "env:NAME",
+            ),
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"ci\"\nusername = \"u\"\n".to_string(),
+                "needs password",
+            ),
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"ci\"\napi_key = \"env:K\"\nusername = \"u\"\npassword = \"env:P\"\n".to_string(),
+                "not both",
+            ),
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"ci\"\ntoken = \"env:T\"\n".to_string(),
+                "splunk_hec",
+            ),
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"ci\"\naction = \"upsert\"\n".to_string(),
+                "upsert",
+            ),
+            (format!("{hec}token = \"env:T\"\napi_key = \"env:K\"\n"), "elasticsearch"),
+            (format!("{hec}token = \"env:T\"\nack_timeout = \"5s\"\n"), "indexer_ack = true"),
+            (
+                format!("{hec}token = \"env:T\"\nindexer_ack = true\nack_timeout = \"1s\"\nack_interval = \"2s\"\n"),
+                "ack_timeout more than ack_interval",
+            ),
+            (
+                "[[sink]]\ntype = \"http\"\nurl = \"https://s/\"\nindexer_ack = true\n".to_string(),
+                "splunk_hec",
             ),
             (
                 format!("{hec}token = \"env:T\"\nname = \"a\"\n{hec}token = \"env:T\"\nname = \"a\"\n"),

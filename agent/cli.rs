@@ -67,10 +67,18 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
-    /// Verify an archive of sealed batches; exit 1 naming the first bad seq.
+    /// Verify an archive of sealed batches (or a SIEM export); exit 1 naming the first bad seq.
     Verify {
         /// The archive directory.
-        dir: PathBuf,
+        #[arg(required_unless_present = "export", conflicts_with = "export")]
+        dir: Option<PathBuf>,
+        /// Instead of an archive: an NDJSON export of what an elasticsearch sink wrote
+        /// (documents or search hits).
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
+        /// With --export: the sink's dead-letter directory, for events the SIEM refused.
+        #[arg(long, value_name = "DIR", requires = "export")]
+        dead_letter: Option<PathBuf>,
         /// The public key (seal.pub).
         #[arg(long, value_name = "FILE")]
         pubkey: PathBuf,
@@ -120,7 +128,18 @@ pub fn main() -> ExitCode {
         Cmd::Agent { config } => crate::pipeline::agent_main(&config),
         Cmd::CheckConfig { file } => crate::config::check_config_main(&file),
         Cmd::Keygen { out } => crate::keys::keygen_main(&out),
-        Cmd::Verify { dir, pubkey } => crate::verify::verify_main(&dir, &pubkey),
+        Cmd::Verify {
+            dir,
+            export,
+            dead_letter,
+            pubkey,
+        } => match (dir, export) {
+            (_, Some(export)) => {
+                crate::verify::verify_export_main(&export, dead_letter.as_deref(), &pubkey)
+            }
+            (Some(dir), None) => crate::verify::verify_main(&dir, &pubkey),
+            (None, None) => unreachable!("clap requires DIR or --export"),
+        },
     }
 }
 

@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod durable;
 pub mod event;
+pub mod export;
 pub mod keys;
 pub mod pipeline;
 pub mod seal;

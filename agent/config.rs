@@ -1438,6 +1438,57 @@ mod tests {
         }
     }
 
+    /// The commented-out `[[sink]]` tables of config.example.toml, uncommented, parse: the
+    /// documentation names real keys with valid values.
+    #[test]
+    fn example_forwarding_sinks_parse() {
+        let text = include_str!("../config.example.toml");
+        let mut blocks = Vec::new();
+        for block in text.split("\n\n") {
+            if !block.contains("\n# [[sink]]") && !block.starts_with("# [[sink]]") {
+                continue;
+            }
+            let keys: Vec<&str> = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("# "))
+                .filter(|l| {
+                    *l == "[[sink]]"
+                        || l.split_once(" = ").is_some_and(|(k, _)| {
+                            !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                        })
+                })
+                .collect();
+            blocks.push(keys);
+        }
+        assert!(blocks.len() >= 3, "{blocks:?}");
+        let mut kinds = Vec::new();
+        for keys in blocks {
+            // api_key and username/password are alternatives: try each.
+            let variants: Vec<Vec<&str>> = if keys.iter().any(|k| k.starts_with("api_key")) {
+                vec![
+                    keys.iter()
+                        .filter(|k| !k.starts_with("username") && !k.starts_with("password"))
+                        .copied()
+                        .collect(),
+                    keys.iter()
+                        .filter(|k| !k.starts_with("api_key"))
+                        .copied()
+                        .collect(),
+                ]
+            } else {
+                vec![keys]
+            };
+            for v in variants {
+                let toml = v.join("\n");
+                let c = parse(&format!("{MIN}{toml}\n"))
+                    .unwrap_or_else(|e| panic!("{toml}\n{e}"));
+                kinds.push(format!("{:?}", c.forwards[0].kind));
+            }
+        }
+        assert!(kinds.iter().any(|k| k.starts_with("Elasticsearch")));
+        assert!(kinds.iter().any(|k| k.contains("ack: Some")));
+    }
+
     #[test]
     fn forwarding_sink_mistakes_are_located() {
         let hec = "[[sink]]\ntype = \"splunk_hec\"\nurl = \"https://s:8088\"\n";

@@ -1480,8 +1480,7 @@ mod tests {
             };
             for v in variants {
                 let toml = v.join("\n");
-                let c = parse(&format!("{MIN}{toml}\n"))
-                    .unwrap_or_else(|e| panic!("{toml}\n{e}"));
+                let c = parse(&format!("{MIN}{toml}\n")).unwrap_or_else(|e| panic!("{toml}\n{e}"));
                 kinds.push(format!("{:?}", c.forwards[0].kind));
             }
         }

@@ -553,7 +553,11 @@ impl Forwarder {
             let (wait, why) = match self.client.post(&self.headers, body.clone()).await {
                 Ok(r) => match classify(r.status) {
                     Verdict::Done => {
-                        self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                        // With indexer acknowledgement, delivered means indexed: counted
+                        // when Splunk says so.
+                        if self.ack.is_none() {
+                            self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                        }
                         if attempt > 0 {
                             tracing::info!(sink = %self.cfg.name, seq = batch.seq, attempts = attempt + 1, "delivered after retries");
                         }
@@ -956,6 +960,7 @@ impl Forwarder {
                         if let Some(id) = f.ack_id {
                             if acks[id.to_string()] == serde_json::Value::Bool(true) {
                                 f.ack_id = None;
+                                self.counters.delivered.fetch_add(1, Ordering::Relaxed);
                             }
                         }
                     }
@@ -999,6 +1004,9 @@ impl Forwarder {
         let id = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v["ackId"].as_u64());
+        if id.is_none() {
+            self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+        }
         if id.is_none() && !*warned {
             *warned = true;
             tracing::warn!(sink = %self.cfg.name, "indexer_ack = true but Splunk sent no ackId (acknowledgement is off for this token): batches count as delivered when accepted");

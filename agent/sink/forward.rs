@@ -92,7 +92,8 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     parse_retry_after_at(v, SystemTime::now())
 }
 
-/// [`parse_retry_after`] as seen at `now`: a date in the past means "now".
+/// [`parse_retry_after`] as seen at `now`. A date already past (often clock skew) gives
+/// `None`, so the backoff applies rather than an immediate retry loop.
 pub fn parse_retry_after_at(v: &str, now: SystemTime) -> Option<Duration> {
     let v = v.trim();
     let d = match v.parse::<u64>() {
@@ -100,7 +101,8 @@ pub fn parse_retry_after_at(v: &str, now: SystemTime) -> Option<Duration> {
         Err(_) => httpdate::parse_http_date(v)
             .ok()?
             .duration_since(now)
-            .unwrap_or(Duration::ZERO),
+            .ok()
+            .filter(|d| !d.is_zero())?,
     };
     Some(d.min(MAX_RETRY_AFTER))
 }
@@ -1138,7 +1140,7 @@ mod tests {
         assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after("100000"), Some(MAX_RETRY_AFTER));
         assert_eq!(parse_retry_after("soon"), None);
-        // An HTTP date: the time from now until then; past dates mean now.
+        // An HTTP date: the time from now until then; a past date leaves it to the backoff.
         let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
         assert_eq!(
             parse_retry_after_at("Wed, 21 Oct 2015 07:28:07 GMT", now),
@@ -1146,7 +1148,11 @@ mod tests {
         );
         assert_eq!(
             parse_retry_after_at("Wed, 21 Oct 2015 07:27:00 GMT", now),
-            Some(Duration::ZERO)
+            None
+        );
+        assert_eq!(
+            parse_retry_after_at("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            None
         );
         assert_eq!(
             parse_retry_after_at("Thu, 22 Oct 2015 07:28:00 GMT", now),

@@ -390,6 +390,19 @@ fn events_per_seq(state: &Mutex<Recv>) -> BTreeMap<u64, usize> {
     m
 }
 
+/// Whether every event of batch `seq` was received at least twice.
+fn sent_twice(state: &Mutex<Recv>, seq: u64) -> bool {
+    let mut per_offset: BTreeMap<u64, usize> = BTreeMap::new();
+    for e in &state.lock().unwrap().events {
+        if e["sourcetype"] == "logveil" && e["fields"]["logveil_seq"] == seq {
+            *per_offset
+                .entry(e["fields"]["offset"].as_u64().unwrap())
+                .or_insert(0) += 1;
+        }
+    }
+    !per_offset.is_empty() && per_offset.values().all(|&n| n >= 2)
+}
+
 #[test]
 fn hec_indexer_ack_holds_the_spool_until_indexed_and_resends() {
     let pki = pki();
@@ -404,14 +417,13 @@ fn hec_indexer_ack_holds_the_spool_until_indexed_and_resends() {
     s.config_with(&format!(
         "type = \"splunk_hec\"\nname = \"hec\"\nurl = \"https://localhost:{port}\"\ntoken = \"env:HEC_TOKEN\"\nca_file = {ca:?}\nindexer_ack = true\nack_interval = \"100ms\"\nack_timeout = \"1s\"\nmax_pending_acks = 2\n"
     ));
-    // 100 lines, 40 per batch: three batches.
+    // 100 lines, at most 40 per batch: at least three batches.
     let (offsets, _) = write_lines(&s.p("logs/job.log"), 100, None);
     let agent = s.start();
     // Splunk never says "indexed": the two batches in flight are sent again after
     // ack_timeout; the third waits (bounded in flight); nothing is acknowledged in the spool.
     wait_for("batches 1 and 2 sent twice", 20, || {
-        let m = events_per_seq(&state);
-        m.get(&1).is_some_and(|&n| n >= 80) && m.get(&2).is_some_and(|&n| n >= 80)
+        sent_twice(&state, 1) && sent_twice(&state, 2)
     });
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
@@ -449,7 +461,7 @@ fn hec_indexer_ack_holds_the_spool_until_indexed_and_resends() {
     assert_eq!(spool_acked(&s), 0);
 
     // Splunk indexes now, after three more "not yet" answers; the restarted agent sends
-    // every unacknowledged batch again on a new channel and acknowledges all three.
+    // every unacknowledged batch again on a new channel and acknowledges them all.
     let before = events_per_seq(&state);
     {
         let mut st = state.lock().unwrap();
@@ -458,7 +470,11 @@ fn hec_indexer_ack_holds_the_spool_until_indexed_and_resends() {
     }
     let agent = s.start();
     wait_for("all batches acknowledged in the spool", 20, || {
-        spool_acked(&s) == 3
+        received_offsets(&state) == offsets
+            && events_per_seq(&state)
+                .keys()
+                .max()
+                .is_some_and(|&tip| spool_acked(&s) == tip)
     });
     let (status, log) = agent.stop();
     assert!(status.success(), "{log}");
@@ -467,9 +483,7 @@ fn hec_indexer_ack_holds_the_spool_until_indexed_and_resends() {
         after[&1] > before[&1],
         "batch 1 sent again: {before:?} {after:?}"
     );
-    assert_eq!(after.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
-    let got = received_offsets(&state);
-    assert_eq!(got, offsets);
+    assert!(after.len() >= 3, "{after:?}");
     let st = state.lock().unwrap();
     assert_eq!(st.ack_false, 0, "the 'not yet' answers were polled through");
     let last = header_value(&st.ack_polls.last().unwrap().0, "x-splunk-request-channel")

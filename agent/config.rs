@@ -190,6 +190,14 @@ struct RawSink {
     retry_initial: Option<Dur>,
     retry_max: Option<Dur>,
     dead_letter_dir: Option<String>,
+    // mTLS, every TLS sink.
+    client_cert: Option<String>,
+    client_key: Option<String>,
+    // syslog.
+    address: Option<Spanned<String>>,
+    tls: Option<bool>,
+    facility: Option<Spanned<String>>,
+    severity: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +206,7 @@ enum SinkKind {
     Archive,
     Http,
     SplunkHec,
+    Syslog,
 }
 
 /// A duration written as `250ms`, `5s`, `2m` or `1h`.
@@ -440,6 +449,21 @@ pub enum ForwardKind {
         /// index, source, sourcetype.
         meta: crate::sink::encode::HecMeta,
     },
+    /// RFC 5424 over TCP, octet-counted, TLS unless turned off.
+    Syslog(SyslogConfig),
+}
+
+/// Where and how a `syslog` sink sends.
+#[derive(Debug, Clone)]
+pub struct SyslogConfig {
+    /// Host name or address of the receiver.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// TLS (RFC 5425); plain TCP only when turned off explicitly.
+    pub tls: bool,
+    /// PRI: `facility * 8 + severity`.
+    pub pri: u8,
 }
 
 /// A validated forwarding sink (`http`, `splunk_hec`).
@@ -449,7 +473,7 @@ pub struct ForwardConfig {
     pub name: String,
     /// What it sends.
     pub kind: ForwardKind,
-    /// `https://host[:port][/path]`.
+    /// `https://host[:port][/path]`; `host:port` for syslog.
     pub url: String,
     /// Gzip request bodies.
     pub gzip: bool,
@@ -459,6 +483,10 @@ pub struct ForwardConfig {
     pub server_name: Option<String>,
     /// Do not check the server certificate (warned at every start).
     pub insecure_skip_verify: bool,
+    /// Client certificate chain (PEM) for mTLS.
+    pub client_cert: Option<PathBuf>,
+    /// Its private key (PEM; no group or other access).
+    pub client_key: Option<PathBuf>,
     /// Per-request timeout.
     pub timeout: Duration,
     /// First retry delay.
@@ -536,6 +564,99 @@ pub struct Config {
     /// How long a shutdown waits for the forwarding sinks to catch up.
     pub drain_timeout: Duration,
     text: String,
+}
+
+/// `host:port` of a syslog sink (`[v6]:port` for an IPv6 address); no default port, since
+/// 6514 (TLS) and 514 (plain) are both common and a wrong guess fails late.
+fn syslog_endpoint(
+    s: &RawSink,
+    span: &Range<usize>,
+    err_at: &dyn Fn(Option<Range<usize>>, String) -> ConfigError,
+) -> Result<String, ConfigError> {
+    let Some(a) = &s.address else {
+        return Err(err_at(
+            Some(span.clone()),
+            "a syslog sink needs `address` (host:port, e.g. \"siem.example.com:6514\")".into(),
+        ));
+    };
+    split_host_port(a.get_ref())
+        .map(|_| a.get_ref().clone())
+        .ok_or_else(|| {
+            err_at(
+                Some(a.span()),
+                format!("address {:?}: expected host:port", a.get_ref()),
+            )
+        })
+}
+
+/// Splits `host:port` / `[v6]:port`.
+pub fn split_host_port(a: &str) -> Option<(String, u16)> {
+    let (host, port) = a.rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port: u16 = port.parse().ok().filter(|&p| p != 0)?;
+    if host.is_empty() || host.contains(['/', ' ']) || (host.contains(':') && !a.starts_with('[')) {
+        return None;
+    }
+    Some((host.to_string(), port))
+}
+
+fn syslog_config(
+    s: &RawSink,
+    span: &Range<usize>,
+    err_at: &dyn Fn(Option<Range<usize>>, String) -> ConfigError,
+) -> Result<SyslogConfig, ConfigError> {
+    let a = s.address.as_ref().expect("checked by syslog_endpoint");
+    let (host, port) = split_host_port(a.get_ref()).expect("checked by syslog_endpoint");
+    let tls = s.tls.unwrap_or(true);
+    if !tls {
+        for (k, set) in [
+            ("ca_file", s.ca_file.is_some()),
+            ("server_name", s.server_name.is_some()),
+            ("insecure_skip_verify", s.insecure_skip_verify.is_some()),
+            ("client_cert", s.client_cert.is_some()),
+            ("client_key", s.client_key.is_some()),
+        ] {
+            if set {
+                return Err(err_at(
+                    Some(span.clone()),
+                    format!("`{k}` needs tls = true (this sink is plain TCP)"),
+                ));
+            }
+        }
+    }
+    let code = |v: &Option<Spanned<String>>, default: u8, what: &str| match v {
+        None => Ok(default),
+        Some(v) => {
+            let (c, names) = if what == "facility" {
+                (
+                    crate::sink::rfc5424::facility_code(v.get_ref()),
+                    crate::sink::rfc5424::facility_names(),
+                )
+            } else {
+                (
+                    crate::sink::rfc5424::severity_code(v.get_ref()),
+                    crate::sink::rfc5424::severity_names(),
+                )
+            };
+            c.ok_or_else(|| {
+                err_at(
+                    Some(v.span()),
+                    format!("{what} {:?}: expected one of {names}", v.get_ref()),
+                )
+            })
+        }
+    };
+    let facility = code(&s.facility, 16, "facility")?;
+    let severity = code(&s.severity, 6, "severity")?;
+    Ok(SyslogConfig {
+        host,
+        port,
+        tls,
+        pri: facility * 8 + severity,
+    })
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -776,20 +897,28 @@ impl Config {
                 ("retry_initial", s.retry_initial.is_some()),
                 ("retry_max", s.retry_max.is_some()),
                 ("dead_letter_dir", s.dead_letter_dir.is_some()),
+                ("client_cert", s.client_cert.is_some()),
+                ("client_key", s.client_key.is_some()),
+                ("address", s.address.is_some()),
+                ("tls", s.tls.is_some()),
+                ("facility", s.facility.is_some()),
+                ("severity", s.severity.is_some()),
             ];
             if s.kind == SinkKind::Archive {
                 if let Some((k, _)) = forward_keys.iter().find(|(_, set)| *set) {
                     return Err(err_at(
                         Some(span),
-                        format!("`{k}` applies to http and splunk_hec sinks only"),
+                        format!(
+                            "`{k}` applies to forwarding sinks (http, splunk_hec, syslog) only"
+                        ),
                     ));
                 }
             }
             if s.kind != SinkKind::Archive {
-                let kind_name = if s.kind == SinkKind::Http {
-                    "http"
-                } else {
-                    "splunk_hec"
+                let kind_name = match s.kind {
+                    SinkKind::Http => "http",
+                    SinkKind::Syslog => "syslog",
+                    _ => "splunk_hec",
                 };
                 let only = |k: &str, set: bool, kind: &str| {
                     if set {
@@ -807,22 +936,52 @@ impl Config {
                     only("index", s.index.is_some(), "splunk_hec")?;
                     only("source", s.source.is_some(), "splunk_hec")?;
                     only("sourcetype", s.sourcetype.is_some(), "splunk_hec")?;
-                } else {
+                } else if s.kind == SinkKind::SplunkHec {
                     only("headers", s.headers.is_some(), "http")?;
                     only("authorization", s.authorization.is_some(), "http")?;
                 }
-                let Some(url) = &s.url else {
+                if s.kind == SinkKind::Syslog {
+                    for (k, set) in [
+                        ("url", s.url.is_some()),
+                        ("token", s.token.is_some()),
+                        ("index", s.index.is_some()),
+                        ("source", s.source.is_some()),
+                        ("sourcetype", s.sourcetype.is_some()),
+                        ("headers", s.headers.is_some()),
+                        ("authorization", s.authorization.is_some()),
+                        ("gzip", s.gzip.is_some()),
+                    ] {
+                        only(k, set, "HTTP")?;
+                    }
+                } else {
+                    only("address", s.address.is_some(), "syslog")?;
+                    only("tls", s.tls.is_some(), "syslog")?;
+                    only("facility", s.facility.is_some(), "syslog")?;
+                    only("severity", s.severity.is_some(), "syslog")?;
+                }
+                if s.client_cert.is_some() != s.client_key.is_some() {
                     return Err(err_at(
                         Some(span),
-                        format!("a {kind_name} sink needs `url` (https://host:port)"),
-                    ));
-                };
-                if !url.get_ref().starts_with("https://") {
-                    return Err(err_at(
-                        Some(url.span()),
-                        "url must start with https:// (plain HTTP is not supported)".into(),
+                        "client_cert and client_key go together (PEM files for mTLS)".into(),
                     ));
                 }
+                let url = if s.kind == SinkKind::Syslog {
+                    syslog_endpoint(s, &span, &err_at)?
+                } else {
+                    let Some(url) = &s.url else {
+                        return Err(err_at(
+                            Some(span),
+                            format!("a {kind_name} sink needs `url` (https://host:port)"),
+                        ));
+                    };
+                    if !url.get_ref().starts_with("https://") {
+                        return Err(err_at(
+                            Some(url.span()),
+                            "url must start with https:// (plain HTTP is not supported)".into(),
+                        ));
+                    }
+                    url.get_ref().clone()
+                };
                 let name = match &s.name {
                     Some(n) => {
                         let ok = !n.get_ref().is_empty()
@@ -845,7 +1004,9 @@ impl Config {
                         format!("two sinks are named {name:?}; give each a unique `name`"),
                     ));
                 }
-                let kind = if s.kind == SinkKind::Http {
+                let kind = if s.kind == SinkKind::Syslog {
+                    ForwardKind::Syslog(syslog_config(s, &span, &err_at)?)
+                } else if s.kind == SinkKind::Http {
                     let mut headers = Vec::new();
                     if let Some(h) = &s.headers {
                         for (k, v) in h.get_ref() {
@@ -894,11 +1055,13 @@ impl Config {
                     ),
                     name,
                     kind,
-                    url: url.get_ref().clone(),
-                    gzip: s.gzip.unwrap_or(true),
+                    url,
+                    gzip: s.gzip.unwrap_or(s.kind != SinkKind::Syslog),
                     ca_file: s.ca_file.as_deref().map(resolve),
                     server_name: s.server_name.clone(),
                     insecure_skip_verify: s.insecure_skip_verify.unwrap_or(false),
+                    client_cert: s.client_cert.as_deref().map(resolve),
+                    client_key: s.client_key.as_deref().map(resolve),
                     timeout,
                     retry_initial,
                     retry_max,
@@ -906,7 +1069,9 @@ impl Config {
                 continue;
             }
             match s.kind {
-                SinkKind::Http | SinkKind::SplunkHec => unreachable!("handled above"),
+                SinkKind::Http | SinkKind::SplunkHec | SinkKind::Syslog => {
+                    unreachable!("handled above")
+                }
                 SinkKind::Archive => {
                     let Some(p) = &s.path else {
                         return Err(err_at(
@@ -1246,7 +1411,7 @@ mod tests {
             ),
             (
                 "[[sink]]\ntype = \"archive\"\npath = \"a\"\nurl = \"https://s\"\n".to_string(),
-                "http and splunk_hec",
+                "forwarding sinks",
             ),
             (
                 format!("{hec}token = \"env:T\"\nname = \"a\"\n{hec}token = \"env:T\"\nname = \"a\"\n"),

@@ -1,4 +1,5 @@
-//! Forwarding sinks (`http`, `splunk_hec`): sealed batches from the spool to a SIEM over HTTPS.
+//! Forwarding sinks (`http`, `splunk_hec`; `syslog` in `syslog.rs`): sealed batches from the
+//! spool to a SIEM over HTTPS.
 //!
 //! Each sink is one task with one connection and one request in flight, delivering batches
 //! in seq order from the spool and acknowledging each once it is delivered (2xx) or
@@ -25,7 +26,7 @@ use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -93,7 +94,7 @@ pub fn backoff(initial: Duration, max: Duration, attempt: u32, jitter: f64) -> D
     d.mul_f64(1.0 - 0.5 * jitter.clamp(0.0, 1.0))
 }
 
-fn jitter() -> f64 {
+pub(crate) fn jitter() -> f64 {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 4];
     let _ = ring::rand::SystemRandom::new().fill(&mut b);
@@ -135,17 +136,34 @@ impl ServerCertVerifier for NoVerify {
     }
 }
 
-/// The TLS client configuration of a sink: TLS 1.2+, ring, system roots or `ca_file`.
+/// The TLS client configuration of a sink: TLS 1.2+, ring, system roots or `ca_file`, and a
+/// client certificate when `client_cert`/`client_key` are set (mTLS).
 pub fn tls_config(cfg: &ForwardConfig) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS: {e}"))?;
+    let client_auth = client_identity(cfg)?;
+    let finish =
+        |b: rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>| match client_auth
+        {
+            Some((certs, key)) => b.with_client_auth_cert(certs, key).map_err(|e| {
+                format!(
+                    "client_cert {}: {e}",
+                    cfg.client_cert
+                        .as_deref()
+                        .unwrap_or(Path::new(""))
+                        .display()
+                )
+            }),
+            None => Ok(b.with_no_client_auth()),
+        };
     if cfg.insecure_skip_verify {
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-            .with_no_client_auth());
+        return finish(
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerify(provider))),
+        );
     }
     let mut roots = RootCertStore::empty();
     match &cfg.ca_file {
@@ -172,7 +190,44 @@ pub fn tls_config(cfg: &ForwardConfig) -> Result<ClientConfig, String> {
             }
         }
     }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    finish(builder.with_root_certificates(roots))
+}
+
+/// The client certificate chain and key for mTLS. The key file is refused when group or
+/// others can access it, as the signing key is: a readable key lets anyone pose as this
+/// agent to the SIEM.
+fn client_identity(
+    cfg: &ForwardConfig,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, String> {
+    let (Some(cert), Some(key)) = (&cfg.client_cert, &cfg.client_key) else {
+        return Ok(None);
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("client_cert {}: {e}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("client_cert {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "client_cert {}: no certificate in it",
+            cert.display()
+        ));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(key)
+        .map_err(|e| format!("client_key {}: {e}", key.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "client_key {}: private key is accessible by group or others (mode {mode:04o}); refusing to use it: run `chmod 600 {}`",
+            key.display(),
+            key.display()
+        ));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("client_key {}: {e}", key.display()))?;
+    Ok(Some((certs, key_der)))
 }
 
 /// One HTTPS endpoint: connects on demand, one request at a time.
@@ -303,7 +358,10 @@ impl Client {
 /// A forwarding sink, ready to run.
 pub struct Forwarder {
     cfg: ForwardConfig,
-    client: Client,
+    /// The HTTPS client; `None` for a syslog sink.
+    client: Option<Client>,
+    /// The syslog transport of a `syslog` sink.
+    syslog: Option<crate::sink::syslog::SyslogSink>,
     headers: Vec<(HeaderName, HeaderValue)>,
     /// Its counters.
     pub counters: Arc<Counters>,
@@ -314,7 +372,11 @@ impl Forwarder {
     /// certificate checks are off.
     pub fn open(cfg: &ForwardConfig, base: &Path) -> Result<Forwarder, String> {
         let name = &cfg.name;
+        if let ForwardKind::Syslog(s) = &cfg.kind {
+            return Forwarder::open_syslog(cfg, s);
+        }
         let path = match &cfg.kind {
+            ForwardKind::Syslog(_) => unreachable!("opened above"),
             ForwardKind::SplunkHec { .. } => {
                 let uri: Uri = cfg
                     .url
@@ -360,6 +422,7 @@ impl Forwarder {
                 headers.push(header("authorization", &v)?);
                 headers.push(header("content-type", b"application/json")?);
             }
+            ForwardKind::Syslog(_) => unreachable!("opened above"),
             ForwardKind::Http {
                 headers: h,
                 authorization,
@@ -386,8 +449,31 @@ impl Forwarder {
             .map_err(|e| format!("sink {name}: {}: {e}", cfg.dead_letter_dir.display()))?;
         Ok(Forwarder {
             cfg: cfg.clone(),
-            client,
+            client: Some(client),
+            syslog: None,
             headers,
+            counters: Arc::new(Counters::default()),
+        })
+    }
+
+    fn open_syslog(
+        cfg: &ForwardConfig,
+        s: &crate::config::SyslogConfig,
+    ) -> Result<Forwarder, String> {
+        let syslog = crate::sink::syslog::SyslogSink::open(cfg, s)?;
+        if cfg.insecure_skip_verify {
+            tracing::warn!(
+                sink = %cfg.name,
+                "insecure_skip_verify = true: the server's certificate is NOT checked; anyone on the path can read and change what this sink sends"
+            );
+        }
+        fs::create_dir_all(&cfg.dead_letter_dir)
+            .map_err(|e| format!("sink {}: {}: {e}", cfg.name, cfg.dead_letter_dir.display()))?;
+        Ok(Forwarder {
+            cfg: cfg.clone(),
+            client: None,
+            syslog: Some(syslog),
+            headers: Vec::new(),
             counters: Arc::new(Counters::default()),
         })
     }
@@ -401,6 +487,7 @@ impl Forwarder {
         let body = match &self.cfg.kind {
             ForwardKind::SplunkHec { meta, .. } => encode::hec_body(batch, meta)?,
             ForwardKind::Http { .. } => encode::ndjson_body(batch)?,
+            ForwardKind::Syslog(_) => unreachable!("syslog sinks do not send bodies"),
         };
         Ok(if self.cfg.gzip {
             encode::gzip(&body)
@@ -416,6 +503,18 @@ impl Forwarder {
         batch: &Sealed,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), ()> {
+        if let Some(s) = self.syslog.as_mut() {
+            return match s.deliver(batch, stop, &self.counters).await {
+                crate::sink::syslog::Outcome::Delivered => Ok(()),
+                crate::sink::syslog::Outcome::Stopped => Err(()),
+                crate::sink::syslog::Outcome::Unencodable(e) => {
+                    tokio::task::block_in_place(|| {
+                        self.dead_letter(batch, &format!("cannot encode: {e}"))
+                    });
+                    Ok(())
+                }
+            };
+        }
         let body = match self.body(batch) {
             Ok(b) => Bytes::from(b),
             Err(e) => {
@@ -428,7 +527,8 @@ impl Forwarder {
         };
         let mut attempt = 0u32;
         loop {
-            let (wait, why) = match self.client.post(&self.headers, body.clone()).await {
+            let client = self.client.as_mut().expect("an HTTP sink has a client");
+            let (wait, why) = match client.post(&self.headers, body.clone()).await {
                 Ok(r) => match classify(r.status) {
                     Verdict::Done => {
                         self.counters.delivered.fetch_add(1, Ordering::Relaxed);
@@ -591,8 +691,15 @@ impl Forwarder {
 /// disk: the url, the TLS settings (CA file), and that its secrets can be read.
 pub fn check(cfg: &ForwardConfig, base: &Path) -> Result<(), String> {
     let name = &cfg.name;
+    if let ForwardKind::Syslog(s) = &cfg.kind {
+        if s.tls {
+            tls_config(cfg).map_err(|e| format!("sink {name}: {e}"))?;
+        }
+        return Ok(());
+    }
     Client::new(cfg, "/").map_err(|e| format!("sink {name}: {e}"))?;
     let secret = match &cfg.kind {
+        ForwardKind::Syslog(_) => None,
         ForwardKind::SplunkHec { token, .. } => Some((token, "token")),
         ForwardKind::Http { authorization, .. } => {
             authorization.as_ref().map(|a| (a, "authorization"))

@@ -69,11 +69,15 @@ enum Cmd {
     },
     /// Verify an archive of sealed batches; exit 1 naming the first bad seq.
     Verify {
-        /// The archive directory.
+        /// The archive directory (with --syslog: a file of RFC 5424 messages).
         dir: PathBuf,
         /// The public key (seal.pub).
         #[arg(long, value_name = "FILE")]
         pubkey: PathBuf,
+        /// DIR is a syslog receiver's file, one message per line (rsyslog `%rawmsg%`):
+        /// rebuild the batches from the syslog sink's messages and check them.
+        #[arg(long)]
+        syslog: bool,
     },
 }
 
@@ -120,7 +124,11 @@ pub fn main() -> ExitCode {
         Cmd::Agent { config } => crate::pipeline::agent_main(&config),
         Cmd::CheckConfig { file } => crate::config::check_config_main(&file),
         Cmd::Keygen { out } => crate::keys::keygen_main(&out),
-        Cmd::Verify { dir, pubkey } => crate::verify::verify_main(&dir, &pubkey),
+        Cmd::Verify {
+            dir,
+            pubkey,
+            syslog,
+        } => crate::verify::verify_main(&dir, &pubkey, syslog),
     }
 }
 

@@ -1265,6 +1265,12 @@ pub fn check_config_main(path: &Path) -> ExitCode {
                 f.name
             );
         }
+        if matches!(&f.kind, ForwardKind::Syslog(s) if !s.tls) {
+            eprintln!(
+                "logveil: warning: sink {}: tls = false: syslog messages travel in clear text",
+                f.name
+            );
+        }
     }
     let files = cfg
         .sources
@@ -1424,6 +1430,77 @@ mod tests {
             let e = parse(&format!("{MIN}{extra}")).unwrap_err();
             assert!(e.msg.contains(want), "{extra}: {e}");
             assert!(!e.to_string().contains("s3cr3t"), "{e}");
+            assert!(e.at.is_some(), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn syslog_sinks_and_client_certificates() {
+        let c = parse(&format!(
+            "{MIN}[[sink]]\ntype = \"syslog\"\naddress = \"siem.example.com:6514\"\nfacility = \"local3\"\nseverity = \"notice\"\nca_file = \"ca.pem\"\nclient_cert = \"agent.pem\"\nclient_key = \"agent.key\"\n[[sink]]\ntype = \"syslog\"\nname = \"plain\"\naddress = \"[::1]:514\"\ntls = false\n"
+        ))
+        .unwrap();
+        let [tls, plain] = &c.forwards[..] else {
+            panic!("{:?}", c.forwards)
+        };
+        assert_eq!(tls.name, "syslog-1");
+        assert_eq!(tls.url, "siem.example.com:6514");
+        assert!(!tls.gzip);
+        assert_eq!(tls.client_key, Some(PathBuf::from("/etc/lv/agent.key")));
+        match (&tls.kind, &plain.kind) {
+            (ForwardKind::Syslog(a), ForwardKind::Syslog(b)) => {
+                assert_eq!(
+                    (a.host.as_str(), a.port, a.tls, a.pri),
+                    ("siem.example.com", 6514, true, 19 * 8 + 5)
+                );
+                assert_eq!(
+                    (b.host.as_str(), b.port, b.tls, b.pri),
+                    ("::1", 514, false, 16 * 8 + 6)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let syslog = "[[sink]]\ntype = \"syslog\"\n";
+        let cases = [
+            (syslog.to_string(), "needs `address`"),
+            (format!("{syslog}address = \"siem\"\n"), "host:port"),
+            (format!("{syslog}address = \"siem:0\"\n"), "host:port"),
+            (
+                format!("{syslog}address = \"s:1\"\nurl = \"https://s\"\n"),
+                "`url` applies to HTTP",
+            ),
+            (
+                format!("{syslog}address = \"s:1\"\ngzip = true\n"),
+                "`gzip`",
+            ),
+            (
+                format!("{syslog}address = \"s:1\"\nfacility = \"local9\"\n"),
+                "local7",
+            ),
+            (
+                format!("{syslog}address = \"s:1\"\nseverity = \"loud\"\n"),
+                "warning",
+            ),
+            (
+                format!("{syslog}address = \"s:1\"\ntls = false\nca_file = \"ca\"\n"),
+                "needs tls = true",
+            ),
+            (
+                format!("{syslog}address = \"s:1\"\nclient_cert = \"c.pem\"\n"),
+                "go together",
+            ),
+            (
+                "[[sink]]\ntype = \"http\"\nurl = \"https://s/\"\naddress = \"s:1\"\n".to_string(),
+                "syslog sinks only",
+            ),
+            (
+                "[[sink]]\ntype = \"archive\"\npath = \"a\"\nclient_key = \"k\"\n".to_string(),
+                "forwarding sinks",
+            ),
+        ];
+        for (extra, want) in cases {
+            let e = parse(&format!("{MIN}{extra}")).unwrap_err();
+            assert!(e.msg.contains(want), "{extra}: {e}");
             assert!(e.at.is_some(), "{extra}: {e}");
         }
     }

@@ -8,6 +8,11 @@
 //! seq and what it means (modified, dropped, inserted, reordered, re-signed); the exit status
 //! is 1 and the last line names the first bad seq.
 //!
+//! `logveil verify FILE --syslog --pubkey FILE` checks what a syslog receiver wrote instead:
+//! the batches are rebuilt from the event and seal messages (see `sink/rfc5424.rs`; copies
+//! resent after a reconnect count once) and checked the same way; a batch whose events or
+//! seal message are not all in the export is reported as incomplete.
+//!
 //! Limit: removing the newest batches leaves a valid shorter chain. Compare the printed tip
 //! (seq and hash) with one recorded elsewhere (the agent logs it at every stop; the chain
 //! state is in `data_dir/state.json`).
@@ -33,6 +38,8 @@ pub enum Kind {
     Link,
     /// Payload hash, length or count differ from the header.
     Modified,
+    /// Events or the seal of a batch are not in a syslog export.
+    Incomplete,
 }
 
 impl Kind {
@@ -44,6 +51,7 @@ impl Kind {
             Kind::Reordered => "reordered",
             Kind::Link => "broken link",
             Kind::Modified => "modified",
+            Kind::Incomplete => "incomplete",
         }
     }
 }
@@ -72,6 +80,8 @@ pub struct Report {
     pub tip: Option<(u64, String)>,
     /// Files that are not batches (ignored).
     pub ignored: Vec<PathBuf>,
+    /// Remarks that are not problems.
+    pub notes: Vec<String>,
 }
 
 /// Checks every batch file in `dir` against `key`.
@@ -87,14 +97,59 @@ pub fn verify_dir(dir: &Path, key: &PublicKey) -> Result<Report, String> {
         }
     }
     files.sort();
-    let mut expected = 1u64;
-    let mut prev: Option<String> = Some(GENESIS_HASH.to_string());
-    for (seq, path) in files {
-        report.batches += 1;
+    let batches = files.into_iter().map(|(seq, path)| {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let bytes = std::fs::read(&path).map_err(|e| (Kind::Malformed, e.to_string()));
+        (seq, name, bytes)
+    });
+    check_chain(batches, key, &mut report);
+    Ok(report)
+}
+
+/// Rebuilds the batches in a syslog receiver's file (one message per line) and checks them.
+pub fn verify_syslog(file: &Path, key: &PublicKey) -> Result<Report, String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let rebuilt = crate::sink::rfc5424::rebuild(text.lines());
+    let mut report = Report::default();
+    if rebuilt.duplicates > 0 {
+        report.notes.push(format!(
+            "{} message(s) arrived more than once (resent after a reconnect); each counted once",
+            rebuilt.duplicates
+        ));
+    }
+    if rebuilt.other_lines > 0 {
+        report.notes.push(format!(
+            "{} line(s) of {} are not logveil messages; ignored",
+            rebuilt.other_lines,
+            file.display()
+        ));
+    }
+    let batches = rebuilt.batches.into_iter().map(|(seq, b)| {
+        use crate::sink::rfc5424::Gap;
+        let b = b.map_err(|g| match g {
+            Gap::Incomplete(m) => (Kind::Incomplete, m),
+            Gap::Malformed(m) => (Kind::Malformed, m),
+        });
+        (seq, format!("batch {seq}"), b)
+    });
+    check_chain(batches, key, &mut report);
+    Ok(report)
+}
+
+/// Checks batches given in seq order as (seq, name for messages, the batch file's bytes).
+fn check_chain(
+    batches: impl Iterator<Item = (u64, String, Result<Vec<u8>, (Kind, String)>)>,
+    key: &PublicKey,
+    report: &mut Report,
+) {
+    let mut expected = 1u64;
+    let mut prev: Option<String> = Some(GENESIS_HASH.to_string());
+    for (seq, name, bytes) in batches {
+        report.batches += 1;
         if seq > expected {
             let missing = if seq - expected == 1 {
                 format!("batch {expected} is missing")
@@ -112,10 +167,10 @@ pub fn verify_dir(dir: &Path, key: &PublicKey) -> Result<Report, String> {
         let mut problem = |kind, detail: String| {
             report.problems.push(Problem { seq, kind, detail });
         };
-        let bytes = match std::fs::read(&path) {
+        let bytes = match bytes {
             Ok(b) => b,
-            Err(e) => {
-                problem(Kind::Malformed, format!("{name}: {e}"));
+            Err((kind, e)) => {
+                problem(kind, format!("{name}: {e}"));
                 prev = None;
                 continue;
             }
@@ -180,12 +235,11 @@ pub fn verify_dir(dir: &Path, key: &PublicKey) -> Result<Report, String> {
         prev = Some(hash.clone());
         report.tip = Some((seq, hash));
     }
-    Ok(report)
 }
 
-/// `logveil verify DIR --pubkey FILE`: 0 when the chain is intact, 1 when it is not (or is
-/// empty), 2 when the directory or key cannot be read.
-pub fn verify_main(dir: &Path, pubkey: &Path) -> ExitCode {
+/// `logveil verify DIR --pubkey FILE` (or `FILE --syslog`): 0 when the chain is intact, 1
+/// when it is not (or is empty), 2 when the directory, file or key cannot be read.
+pub fn verify_main(dir: &Path, pubkey: &Path, syslog: bool) -> ExitCode {
     let key = match load_public(pubkey) {
         Ok(k) => k,
         Err(e) => {
@@ -193,7 +247,11 @@ pub fn verify_main(dir: &Path, pubkey: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let report = match verify_dir(dir, &key) {
+    let report = match if syslog {
+        verify_syslog(dir, &key)
+    } else {
+        verify_dir(dir, &key)
+    } {
         Ok(r) => r,
         Err(e) => {
             eprintln!("logveil: {e}");
@@ -205,6 +263,9 @@ pub fn verify_main(dir: &Path, pubkey: &Path) -> ExitCode {
             "logveil: note: {} is not a batch file; ignored",
             p.display()
         );
+    }
+    for n in &report.notes {
+        eprintln!("logveil: note: {n}");
     }
     for p in &report.problems {
         println!("seq {}: {}: {}", p.seq, p.kind.as_str(), p.detail);
@@ -228,7 +289,12 @@ pub fn verify_main(dir: &Path, pubkey: &Path) -> ExitCode {
         );
         ExitCode::from(1)
     } else if report.batches == 0 {
-        println!("FAILED: no batch files in {}", dir.display());
+        let what = if syslog {
+            "logveil messages"
+        } else {
+            "batch files"
+        };
+        println!("FAILED: no {what} in {}", dir.display());
         ExitCode::from(1)
     } else {
         println!("OK");

@@ -175,9 +175,11 @@ impl SyslogSink {
         match tokio::time::timeout(SETTLE, conn.io().read(&mut buf)).await {
             Err(_) | Ok(Ok(1..)) => Ok(conn),
             Ok(Ok(0)) => Err(format!(
-                "{ep} closed the connection right after it was set up (does it require a client certificate, or refuse this host?)"
+                "{ep} closed the connection right after it was set up; does it require a client certificate, or refuse this host?"
             )),
-            Ok(Err(e)) => Err(format!("TLS with {ep}: {e}")),
+            Ok(Err(e)) => Err(format!(
+                "{ep} ended the session right after the handshake ({e}); does it require a client certificate, or refuse this host?"
+            )),
         }
     }
 

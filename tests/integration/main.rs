@@ -4,4 +4,5 @@ mod cli;
 mod filter;
 mod forward;
 mod sidecar;
+mod syslog;
 mod util;

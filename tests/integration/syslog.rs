@@ -147,6 +147,7 @@ input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="agent")
 template(name="raw" type="string" string="%rawmsg%\n")
 ruleset(name="agent") {{
   action(type="omfile" file="{received}" template="raw")
+  action(type="omfile" file="{protocol23}" template="RSYSLOG_SyslogProtocol23Format")
 }}
 *.* action(type="omfile" file="{internal}")
 "#,
@@ -155,6 +156,7 @@ ruleset(name="agent") {{
             cert = cert.display(),
             key = key.display(),
             received = received.display(),
+            protocol23 = dir.join("protocol23.log").display(),
             internal = dir.join("rsyslog-internal.log").display(),
         );
         let conf_path = file("rsyslog.conf", &conf);
@@ -454,6 +456,9 @@ fn syslog_over_tls_to_rsyslog_delivers_every_line_and_verifies() {
     let (ok, out) = s.verify_syslog(&rs.received);
     assert!(ok, "{out}");
     assert!(out.contains("OK"), "{out}");
+    // rsyslog's RFC 5424 output template (reformatted header, structured data kept) too.
+    let (ok, out) = s.verify_syslog(&rdir.join("protocol23.log"));
+    assert!(ok, "{out}");
 
     // The check can fail: a changed line, and a lost one, are caught.
     let target = received
@@ -570,4 +575,53 @@ fn syslog_mtls_client_certificate_is_required_and_accepted() {
     rs.stop();
     let (ok, out) = s.verify_syslog(&rs.received);
     assert!(ok, "{out}\n{}", rs.internal_log());
+}
+
+/// The commented-out syslog section of config.example.toml, uncommented, is a valid sink.
+#[test]
+fn example_config_syslog_section_is_valid() {
+    let example =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml"))
+            .unwrap();
+    let start = example
+        .find("# [[sink]]\n# \"syslog\"")
+        .expect("a syslog section");
+    let section: String = example[start..]
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| {
+            l.starts_with("[[sink]]")
+                || l.split_once(" = ")
+                    .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(section.contains("type = \"syslog\""), "{section}");
+    let s = Setup::new("syslog-example");
+    let pki = pki("example");
+    fs::create_dir_all(s.p("etc")).unwrap();
+    s.dir.write("etc/syslog-ca.pem", pki.ca_pem.as_bytes());
+    s.dir
+        .write("etc/agent-cert.pem", pki.client_cert.as_bytes());
+    let key = s.dir.write("etc/agent-key.pem", pki.client_key.as_bytes());
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let section = section.replace("/etc/logveil/", &format!("{}/", s.p("etc").display()));
+    let cfg = s.dir.write(
+        "example.toml",
+        format!(
+            "data_dir = {:?}\n[[source]]\ntype = \"stdin\"\n[seal]\nkey = \"file:keys/seal.key\"\n{section}",
+            s.p("state")
+        )
+        .as_bytes(),
+    );
+    let out = logveil(&["check-config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{section}",
+        text(&out.stderr)
+    );
 }

@@ -322,7 +322,7 @@ impl Client {
             let resp = send
                 .send_request(req)
                 .await
-                .map_err(|e| format!("request to {}: {e}", self.authority))?;
+                .map_err(|e| format!("request to {}: {}", self.authority, with_causes(&e)))?;
             let status = resp.status().as_u16();
             let retry_after = resp
                 .headers()
@@ -714,6 +714,19 @@ pub fn check(cfg: &ForwardConfig, base: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// An error and its causes: hyper's own message ("connection error") hides the TLS alert
+/// that says why (a missing client certificate, say).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// Where a sink's dead letters go by default.

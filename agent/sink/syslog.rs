@@ -225,7 +225,16 @@ impl SyslogSink {
         };
         let mut attempt = 0u32;
         loop {
-            match self.send(&frames).await {
+            // A stalled receiver must not hold up a shutdown for `timeout`: a batch cut off
+            // here is not acknowledged, and the next start sends it again.
+            let sent = tokio::select! {
+                r = self.send(&frames) => r,
+                _ = crate::pipeline::stopped(stop) => {
+                    self.conn = None;
+                    return Outcome::Stopped;
+                }
+            };
+            match sent {
                 Ok(()) => {
                     counters.delivered.fetch_add(1, Ordering::Relaxed);
                     if attempt > 0 {

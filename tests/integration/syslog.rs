@@ -40,16 +40,16 @@ fn rsyslogd() -> Option<PathBuf> {
     found
 }
 
-struct Pki {
-    ca_pem: String,
-    server_cert: String,
-    server_key: String,
-    client_cert: String,
-    client_key: String,
+pub(crate) struct Pki {
+    pub(crate) ca_pem: String,
+    pub(crate) server_cert: String,
+    pub(crate) server_key: String,
+    pub(crate) client_cert: String,
+    pub(crate) client_key: String,
 }
 
 /// A CA, a `localhost` server certificate and a client certificate it signed, made now.
-fn pki(tag: &str) -> Pki {
+pub(crate) fn pki(tag: &str) -> Pki {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     };

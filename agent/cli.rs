@@ -69,7 +69,7 @@ enum Cmd {
     },
     /// Verify an archive of sealed batches (or a SIEM export); exit 1 naming the first bad seq.
     Verify {
-        /// The archive directory.
+        /// The archive directory (with --syslog: a file of RFC 5424 messages).
         #[arg(required_unless_present = "export", conflicts_with = "export")]
         dir: Option<PathBuf>,
         /// Instead of an archive: an NDJSON export of what an elasticsearch sink wrote
@@ -82,6 +82,10 @@ enum Cmd {
         /// The public key (seal.pub).
         #[arg(long, value_name = "FILE")]
         pubkey: PathBuf,
+        /// DIR is a syslog receiver's file, one message per line (rsyslog `%rawmsg%`):
+        /// rebuild the batches from the syslog sink's messages and check them.
+        #[arg(long, conflicts_with = "export")]
+        syslog: bool,
     },
 }
 
@@ -133,11 +137,12 @@ pub fn main() -> ExitCode {
             export,
             dead_letter,
             pubkey,
+            syslog,
         } => match (dir, export) {
             (_, Some(export)) => {
                 crate::verify::verify_export_main(&export, dead_letter.as_deref(), &pubkey)
             }
-            (Some(dir), None) => crate::verify::verify_main(&dir, &pubkey),
+            (Some(dir), None) => crate::verify::verify_main(&dir, &pubkey, syslog),
             (None, None) => unreachable!("clap requires DIR or --export"),
         },
     }

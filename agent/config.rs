@@ -173,7 +173,7 @@ struct RawSink {
     #[serde(rename = "type")]
     kind: SinkKind,
     path: Option<Spanned<String>>,
-    // Forwarding sinks (http, splunk_hec).
+    // Forwarding sinks (http, splunk_hec, elasticsearch, syslog).
     name: Option<Spanned<String>>,
     url: Option<Spanned<String>>,
     token: Option<Spanned<SecretRef>>,
@@ -200,6 +200,14 @@ struct RawSink {
     api_key: Option<Spanned<SecretRef>>,
     username: Option<String>,
     password: Option<Spanned<SecretRef>>,
+    // mTLS, every TLS sink.
+    client_cert: Option<String>,
+    client_key: Option<String>,
+    // syslog.
+    address: Option<Spanned<String>>,
+    tls: Option<bool>,
+    facility: Option<Spanned<String>>,
+    severity: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +217,7 @@ enum SinkKind {
     Http,
     SplunkHec,
     Elasticsearch,
+    Syslog,
 }
 
 /// A duration written as `250ms`, `5s`, `2m` or `1h`.
@@ -460,6 +469,8 @@ pub enum ForwardKind {
         /// API key or basic credentials; none when a proxy or mTLS authenticates.
         auth: Option<EsAuth>,
     },
+    /// RFC 5424 over TCP, octet-counted, TLS unless turned off.
+    Syslog(SyslogConfig),
 }
 
 /// Splunk indexer acknowledgement: a batch is delivered only once Splunk says it is indexed.
@@ -487,14 +498,27 @@ pub enum EsAuth {
     },
 }
 
-/// A validated forwarding sink (`http`, `splunk_hec`).
+/// Where and how a `syslog` sink sends.
+#[derive(Debug, Clone)]
+pub struct SyslogConfig {
+    /// Host name or address of the receiver.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// TLS (RFC 5425); plain TCP only when turned off explicitly.
+    pub tls: bool,
+    /// PRI: `facility * 8 + severity`.
+    pub pri: u8,
+}
+
+/// A validated forwarding sink (`http`, `splunk_hec`, `elasticsearch`, `syslog`).
 #[derive(Debug, Clone)]
 pub struct ForwardConfig {
     /// Unique name: the spool's key for its acknowledgements and the dead-letter directory.
     pub name: String,
     /// What it sends.
     pub kind: ForwardKind,
-    /// `https://host[:port][/path]`.
+    /// `https://host[:port][/path]`; `host:port` for syslog.
     pub url: String,
     /// Gzip request bodies.
     pub gzip: bool,
@@ -504,6 +528,10 @@ pub struct ForwardConfig {
     pub server_name: Option<String>,
     /// Do not check the server certificate (warned at every start).
     pub insecure_skip_verify: bool,
+    /// Client certificate chain (PEM) for mTLS.
+    pub client_cert: Option<PathBuf>,
+    /// Its private key (PEM; no group or other access).
+    pub client_key: Option<PathBuf>,
     /// Per-request timeout.
     pub timeout: Duration,
     /// First retry delay.
@@ -581,6 +609,99 @@ pub struct Config {
     /// How long a shutdown waits for the forwarding sinks to catch up.
     pub drain_timeout: Duration,
     text: String,
+}
+
+/// `host:port` of a syslog sink (`[v6]:port` for an IPv6 address); no default port, since
+/// 6514 (TLS) and 514 (plain) are both common and a wrong guess fails late.
+fn syslog_endpoint(
+    s: &RawSink,
+    span: &Range<usize>,
+    err_at: &dyn Fn(Option<Range<usize>>, String) -> ConfigError,
+) -> Result<String, ConfigError> {
+    let Some(a) = &s.address else {
+        return Err(err_at(
+            Some(span.clone()),
+            "a syslog sink needs `address` (host:port, e.g. \"siem.example.com:6514\")".into(),
+        ));
+    };
+    split_host_port(a.get_ref())
+        .map(|_| a.get_ref().clone())
+        .ok_or_else(|| {
+            err_at(
+                Some(a.span()),
+                format!("address {:?}: expected host:port", a.get_ref()),
+            )
+        })
+}
+
+/// Splits `host:port` / `[v6]:port`.
+pub fn split_host_port(a: &str) -> Option<(String, u16)> {
+    let (host, port) = a.rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port: u16 = port.parse().ok().filter(|&p| p != 0)?;
+    if host.is_empty() || host.contains(['/', ' ']) || (host.contains(':') && !a.starts_with('[')) {
+        return None;
+    }
+    Some((host.to_string(), port))
+}
+
+fn syslog_config(
+    s: &RawSink,
+    span: &Range<usize>,
+    err_at: &dyn Fn(Option<Range<usize>>, String) -> ConfigError,
+) -> Result<SyslogConfig, ConfigError> {
+    let a = s.address.as_ref().expect("checked by syslog_endpoint");
+    let (host, port) = split_host_port(a.get_ref()).expect("checked by syslog_endpoint");
+    let tls = s.tls.unwrap_or(true);
+    if !tls {
+        for (k, set) in [
+            ("ca_file", s.ca_file.is_some()),
+            ("server_name", s.server_name.is_some()),
+            ("insecure_skip_verify", s.insecure_skip_verify.is_some()),
+            ("client_cert", s.client_cert.is_some()),
+            ("client_key", s.client_key.is_some()),
+        ] {
+            if set {
+                return Err(err_at(
+                    Some(span.clone()),
+                    format!("`{k}` needs tls = true (this sink is plain TCP)"),
+                ));
+            }
+        }
+    }
+    let code = |v: &Option<Spanned<String>>, default: u8, what: &str| match v {
+        None => Ok(default),
+        Some(v) => {
+            let (c, names) = if what == "facility" {
+                (
+                    crate::sink::rfc5424::facility_code(v.get_ref()),
+                    crate::sink::rfc5424::facility_names(),
+                )
+            } else {
+                (
+                    crate::sink::rfc5424::severity_code(v.get_ref()),
+                    crate::sink::rfc5424::severity_names(),
+                )
+            };
+            c.ok_or_else(|| {
+                err_at(
+                    Some(v.span()),
+                    format!("{what} {:?}: expected one of {names}", v.get_ref()),
+                )
+            })
+        }
+    };
+    let facility = code(&s.facility, 16, "facility")?;
+    let severity = code(&s.severity, 6, "severity")?;
+    Ok(SyslogConfig {
+        host,
+        port,
+        tls,
+        pri: facility * 8 + severity,
+    })
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -914,12 +1035,20 @@ impl Config {
                 ("api_key", s.api_key.is_some()),
                 ("username", s.username.is_some()),
                 ("password", s.password.is_some()),
+                ("client_cert", s.client_cert.is_some()),
+                ("client_key", s.client_key.is_some()),
+                ("address", s.address.is_some()),
+                ("tls", s.tls.is_some()),
+                ("facility", s.facility.is_some()),
+                ("severity", s.severity.is_some()),
             ];
             if s.kind == SinkKind::Archive {
                 if let Some((k, _)) = forward_keys.iter().find(|(_, set)| *set) {
                     return Err(err_at(
                         Some(span),
-                        format!("`{k}` applies to http, splunk_hec and elasticsearch sinks only"),
+                        format!(
+                            "`{k}` applies to forwarding sinks (http, splunk_hec, elasticsearch, syslog) only"
+                        ),
                     ));
                 }
             }
@@ -927,6 +1056,7 @@ impl Config {
                 let kind_name = match s.kind {
                     SinkKind::Http => "http",
                     SinkKind::Elasticsearch => "elasticsearch",
+                    SinkKind::Syslog => "syslog",
                     _ => "splunk_hec",
                 };
                 let only = |k: &str, set: bool, kind: &str| {
@@ -945,7 +1075,8 @@ impl Config {
                     only("index", s.index.is_some(), "splunk_hec and elasticsearch")?;
                     only("source", s.source.is_some(), "splunk_hec")?;
                     only("sourcetype", s.sourcetype.is_some(), "splunk_hec")?;
-                } else {
+                } else if s.kind != SinkKind::Syslog {
+                    // splunk_hec and elasticsearch; syslog refuses every HTTP key below.
                     only("headers", s.headers.is_some(), "http")?;
                     only("authorization", s.authorization.is_some(), "http")?;
                 }
@@ -970,18 +1101,48 @@ impl Config {
                     only("username", s.username.is_some(), "elasticsearch")?;
                     only("password", s.password.is_some(), "elasticsearch")?;
                 }
-                let Some(url) = &s.url else {
+                if s.kind == SinkKind::Syslog {
+                    for (k, set) in [
+                        ("url", s.url.is_some()),
+                        ("token", s.token.is_some()),
+                        ("index", s.index.is_some()),
+                        ("source", s.source.is_some()),
+                        ("sourcetype", s.sourcetype.is_some()),
+                        ("headers", s.headers.is_some()),
+                        ("authorization", s.authorization.is_some()),
+                        ("gzip", s.gzip.is_some()),
+                    ] {
+                        only(k, set, "HTTP")?;
+                    }
+                } else {
+                    only("address", s.address.is_some(), "syslog")?;
+                    only("tls", s.tls.is_some(), "syslog")?;
+                    only("facility", s.facility.is_some(), "syslog")?;
+                    only("severity", s.severity.is_some(), "syslog")?;
+                }
+                if s.client_cert.is_some() != s.client_key.is_some() {
                     return Err(err_at(
                         Some(span),
-                        format!("a {kind_name} sink needs `url` (https://host:port)"),
-                    ));
-                };
-                if !url.get_ref().starts_with("https://") {
-                    return Err(err_at(
-                        Some(url.span()),
-                        "url must start with https:// (plain HTTP is not supported)".into(),
+                        "client_cert and client_key go together (PEM files for mTLS)".into(),
                     ));
                 }
+                let url = if s.kind == SinkKind::Syslog {
+                    syslog_endpoint(s, &span, &err_at)?
+                } else {
+                    let Some(url) = &s.url else {
+                        return Err(err_at(
+                            Some(span),
+                            format!("a {kind_name} sink needs `url` (https://host:port)"),
+                        ));
+                    };
+                    if !url.get_ref().starts_with("https://") {
+                        return Err(err_at(
+                            Some(url.span()),
+                            "url must start with https:// (plain HTTP is not supported)".into(),
+                        ));
+                    }
+                    url.get_ref().clone()
+                };
                 let name = match &s.name {
                     Some(n) => {
                         let ok = !n.get_ref().is_empty()
@@ -1006,6 +1167,8 @@ impl Config {
                 }
                 let kind = if s.kind == SinkKind::Elasticsearch {
                     es_kind(s, span.clone()).map_err(|(sp, m)| err_at(Some(sp), m))?
+                } else if s.kind == SinkKind::Syslog {
+                    ForwardKind::Syslog(syslog_config(s, &span, &err_at)?)
                 } else if s.kind == SinkKind::Http {
                     let mut headers = Vec::new();
                     if let Some(h) = &s.headers {
@@ -1056,11 +1219,13 @@ impl Config {
                     ),
                     name,
                     kind,
-                    url: url.get_ref().clone(),
-                    gzip: s.gzip.unwrap_or(true),
+                    url,
+                    gzip: s.gzip.unwrap_or(s.kind != SinkKind::Syslog),
                     ca_file: s.ca_file.as_deref().map(resolve),
                     server_name: s.server_name.clone(),
                     insecure_skip_verify: s.insecure_skip_verify.unwrap_or(false),
+                    client_cert: s.client_cert.as_deref().map(resolve),
+                    client_key: s.client_key.as_deref().map(resolve),
                     timeout,
                     retry_initial,
                     retry_max,
@@ -1068,7 +1233,10 @@ impl Config {
                 continue;
             }
             match s.kind {
-                SinkKind::Http | SinkKind::SplunkHec | SinkKind::Elasticsearch => {
+                SinkKind::Http
+                | SinkKind::SplunkHec
+                | SinkKind::Elasticsearch
+                | SinkKind::Syslog => {
                     unreachable!("handled above")
                 }
                 SinkKind::Archive => {
@@ -1261,6 +1429,12 @@ pub fn check_config_main(path: &Path) -> ExitCode {
         if f.insecure_skip_verify {
             eprintln!(
                 "logveil: warning: sink {}: insecure_skip_verify = true: the server's certificate is not checked",
+                f.name
+            );
+        }
+        if matches!(&f.kind, ForwardKind::Syslog(s) if !s.tls) {
+            eprintln!(
+                "logveil: warning: sink {}: tls = false: syslog messages travel in clear text",
                 f.name
             );
         }
@@ -1486,6 +1660,7 @@ mod tests {
         }
         assert!(kinds.iter().any(|k| k.starts_with("Elasticsearch")));
         assert!(kinds.iter().any(|k| k.contains("ack: Some")));
+        assert!(kinds.iter().any(|k| k.starts_with("Syslog")));
     }
 
     #[test]
@@ -1505,7 +1680,7 @@ mod tests {
             ),
             (
                 "[[sink]]\ntype = \"archive\"\npath = \"a\"\nurl = \"https://s\"\n".to_string(),
-                "http, splunk_hec",
+                "forwarding sinks (http, splunk_hec, elasticsearch, syslog)",
             ),
             (
                 "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\n".to_string(),
@@ -1545,6 +1720,24 @@ mod tests {
                 "[[sink]]\ntype = \"http\"\nurl = \"https://s/\"\nindexer_ack = true\n".to_string(),
                 "splunk_hec",
             ),
+            // Keys of one kind refused on the others (the elasticsearch and syslog sinks
+            // were added side by side).
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"ci\"\naddress = \"h:6514\"\n".to_string(),
+                "applies to syslog sinks",
+            ),
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"ci\"\nheaders = { X = \"y\" }\n".to_string(),
+                "applies to http sinks",
+            ),
+            (
+                "[[sink]]\ntype = \"syslog\"\naddress = \"h:6514\"\napi_key = \"env:K\"\n".to_string(),
+                "applies to elasticsearch sinks",
+            ),
+            (
+                "[[sink]]\ntype = \"syslog\"\naddress = \"h:6514\"\nindexer_ack = true\n".to_string(),
+                "applies to splunk_hec sinks",
+            ),
             (
                 format!("{hec}token = \"env:T\"\nname = \"a\"\n{hec}token = \"env:T\"\nname = \"a\"\n"),
                 "unique",
@@ -1556,6 +1749,77 @@ mod tests {
             let e = parse(&format!("{MIN}{extra}")).unwrap_err();
             assert!(e.msg.contains(want), "{extra}: {e}");
             assert!(!e.to_string().contains("s3cr3t"), "{e}");
+            assert!(e.at.is_some(), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn syslog_sinks_and_client_certificates() {
+        let c = parse(&format!(
+            "{MIN}[[sink]]\ntype = \"syslog\"\naddress = \"siem.example.com:6514\"\nfacility = \"local3\"\nseverity = \"notice\"\nca_file = \"ca.pem\"\nclient_cert = \"agent.pem\"\nclient_key = \"agent.key\"\n[[sink]]\ntype = \"syslog\"\nname = \"plain\"\naddress = \"[::1]:514\"\ntls = false\n"
+        ))
+        .unwrap();
+        let [tls, plain] = &c.forwards[..] else {
+            panic!("{:?}", c.forwards)
+        };
+        assert_eq!(tls.name, "syslog-1");
+        assert_eq!(tls.url, "siem.example.com:6514");
+        assert!(!tls.gzip);
+        assert_eq!(tls.client_key, Some(PathBuf::from("/etc/lv/agent.key")));
+        match (&tls.kind, &plain.kind) {
+            (ForwardKind::Syslog(a), ForwardKind::Syslog(b)) => {
+                assert_eq!(
+                    (a.host.as_str(), a.port, a.tls, a.pri),
+                    ("siem.example.com", 6514, true, 19 * 8 + 5)
+                );
+                assert_eq!(
+                    (b.host.as_str(), b.port, b.tls, b.pri),
+                    ("::1", 514, false, 16 * 8 + 6)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let syslog = "[[sink]]\ntype = \"syslog\"\n";
+        let cases = [
+            (syslog.to_string(), "needs `address`"),
+            (format!("{syslog}address = \"siem\"\n"), "host:port"),
+            (format!("{syslog}address = \"siem:0\"\n"), "host:port"),
+            (
+                format!("{syslog}address = \"s:1\"\nurl = \"https://s\"\n"),
+                "`url` applies to HTTP",
+            ),
+            (
+                format!("{syslog}address = \"s:1\"\ngzip = true\n"),
+                "`gzip`",
+            ),
+            (
+                format!("{syslog}address = \"s:1\"\nfacility = \"local9\"\n"),
+                "local7",
+            ),
+            (
+                format!("{syslog}address = \"s:1\"\nseverity = \"loud\"\n"),
+                "warning",
+            ),
+            (
+                format!("{syslog}address = \"s:1\"\ntls = false\nca_file = \"ca\"\n"),
+                "needs tls = true",
+            ),
+            (
+                format!("{syslog}address = \"s:1\"\nclient_cert = \"c.pem\"\n"),
+                "go together",
+            ),
+            (
+                "[[sink]]\ntype = \"http\"\nurl = \"https://s/\"\naddress = \"s:1\"\n".to_string(),
+                "syslog sinks only",
+            ),
+            (
+                "[[sink]]\ntype = \"archive\"\npath = \"a\"\nclient_key = \"k\"\n".to_string(),
+                "forwarding sinks",
+            ),
+        ];
+        for (extra, want) in cases {
+            let e = parse(&format!("{MIN}{extra}")).unwrap_err();
+            assert!(e.msg.contains(want), "{extra}: {e}");
             assert!(e.at.is_some(), "{extra}: {e}");
         }
     }

@@ -1,4 +1,5 @@
-//! Forwarding sinks (`http`, `splunk_hec`): sealed batches from the spool to a SIEM over HTTPS.
+//! Forwarding sinks (`http`, `splunk_hec`; `syslog` in `syslog.rs`): sealed batches from the
+//! spool to a SIEM over HTTPS.
 //!
 //! Each sink is one task with one connection and one request in flight, delivering batches
 //! in seq order from the spool and acknowledging each once it is delivered (2xx) or
@@ -33,7 +34,7 @@ use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -114,7 +115,7 @@ pub fn backoff(initial: Duration, max: Duration, attempt: u32, jitter: f64) -> D
     d.mul_f64(1.0 - 0.5 * jitter.clamp(0.0, 1.0))
 }
 
-fn jitter() -> f64 {
+pub(crate) fn jitter() -> f64 {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 4];
     let _ = ring::rand::SystemRandom::new().fill(&mut b);
@@ -156,17 +157,34 @@ impl ServerCertVerifier for NoVerify {
     }
 }
 
-/// The TLS client configuration of a sink: TLS 1.2+, ring, system roots or `ca_file`.
+/// The TLS client configuration of a sink: TLS 1.2+, ring, system roots or `ca_file`, and a
+/// client certificate when `client_cert`/`client_key` are set (mTLS).
 pub fn tls_config(cfg: &ForwardConfig) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS: {e}"))?;
+    let client_auth = client_identity(cfg)?;
+    let finish =
+        |b: rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>| match client_auth
+        {
+            Some((certs, key)) => b.with_client_auth_cert(certs, key).map_err(|e| {
+                format!(
+                    "client_cert {}: {e}",
+                    cfg.client_cert
+                        .as_deref()
+                        .unwrap_or(Path::new(""))
+                        .display()
+                )
+            }),
+            None => Ok(b.with_no_client_auth()),
+        };
     if cfg.insecure_skip_verify {
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-            .with_no_client_auth());
+        return finish(
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerify(provider))),
+        );
     }
     let mut roots = RootCertStore::empty();
     match &cfg.ca_file {
@@ -193,7 +211,44 @@ pub fn tls_config(cfg: &ForwardConfig) -> Result<ClientConfig, String> {
             }
         }
     }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    finish(builder.with_root_certificates(roots))
+}
+
+/// The client certificate chain and key for mTLS. The key file is refused when group or
+/// others can access it, as the signing key is: a readable key lets anyone pose as this
+/// agent to the SIEM.
+fn client_identity(
+    cfg: &ForwardConfig,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, String> {
+    let (Some(cert), Some(key)) = (&cfg.client_cert, &cfg.client_key) else {
+        return Ok(None);
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("client_cert {}: {e}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("client_cert {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "client_cert {}: no certificate in it",
+            cert.display()
+        ));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(key)
+        .map_err(|e| format!("client_key {}: {e}", key.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "client_key {}: private key is accessible by group or others (mode {mode:04o}); refusing to use it: run `chmod 600 {}`",
+            key.display(),
+            key.display()
+        ));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("client_key {}: {e}", key.display()))?;
+    Ok(Some((certs, key_der)))
 }
 
 /// One HTTPS endpoint: connects on demand, one request at a time.
@@ -308,7 +363,7 @@ impl Client {
             let resp = send
                 .send_request(req)
                 .await
-                .map_err(|e| format!("request to {}: {e}", self.authority))?;
+                .map_err(|e| format!("request to {}: {}", self.authority, with_causes(&e)))?;
             let status = resp.status().as_u16();
             let retry_after = resp
                 .headers()
@@ -345,7 +400,10 @@ impl Client {
 /// A forwarding sink, ready to run.
 pub struct Forwarder {
     cfg: ForwardConfig,
-    client: Client,
+    /// The HTTPS client; `None` for a syslog sink.
+    client: Option<Client>,
+    /// The syslog transport of a `syslog` sink.
+    syslog: Option<crate::sink::syslog::SyslogSink>,
     headers: Vec<(HeaderName, HeaderValue)>,
     /// `splunk_hec` with indexer acknowledgement: the ack endpoint's path and headers.
     ack: Option<(String, Vec<(HeaderName, HeaderValue)>)>,
@@ -397,7 +455,11 @@ impl Forwarder {
     /// certificate checks are off.
     pub fn open(cfg: &ForwardConfig, base: &Path) -> Result<Forwarder, String> {
         let name = &cfg.name;
+        if let ForwardKind::Syslog(s) = &cfg.kind {
+            return Forwarder::open_syslog(cfg, s);
+        }
         let path = match &cfg.kind {
+            ForwardKind::Syslog(_) => unreachable!("opened above"),
             ForwardKind::SplunkHec { .. } => {
                 let uri: Uri = cfg
                     .url
@@ -478,6 +540,7 @@ impl Forwarder {
                     None => {}
                 }
             }
+            ForwardKind::Syslog(_) => unreachable!("opened above"),
             ForwardKind::Http {
                 headers: h,
                 authorization,
@@ -504,9 +567,33 @@ impl Forwarder {
             .map_err(|e| format!("sink {name}: {}: {e}", cfg.dead_letter_dir.display()))?;
         Ok(Forwarder {
             cfg: cfg.clone(),
-            client,
+            client: Some(client),
+            syslog: None,
             headers,
             ack,
+            counters: Arc::new(Counters::default()),
+        })
+    }
+
+    fn open_syslog(
+        cfg: &ForwardConfig,
+        s: &crate::config::SyslogConfig,
+    ) -> Result<Forwarder, String> {
+        let syslog = crate::sink::syslog::SyslogSink::open(cfg, s)?;
+        if cfg.insecure_skip_verify {
+            tracing::warn!(
+                sink = %cfg.name,
+                "insecure_skip_verify = true: the server's certificate is NOT checked; anyone on the path can read and change what this sink sends"
+            );
+        }
+        fs::create_dir_all(&cfg.dead_letter_dir)
+            .map_err(|e| format!("sink {}: {}: {e}", cfg.name, cfg.dead_letter_dir.display()))?;
+        Ok(Forwarder {
+            cfg: cfg.clone(),
+            client: None,
+            syslog: Some(syslog),
+            headers: Vec::new(),
+            ack: None,
             counters: Arc::new(Counters::default()),
         })
     }
@@ -524,6 +611,7 @@ impl Forwarder {
                 .into_iter()
                 .flat_map(|i| i.lines)
                 .collect(),
+            ForwardKind::Syslog(_) => unreachable!("syslog sinks do not send bodies"),
         };
         Ok(if self.cfg.gzip {
             encode::gzip(&body)
@@ -532,14 +620,27 @@ impl Forwarder {
         })
     }
 
-    /// Delivers one batch: returns once it is delivered (with the response body) or
-    /// dead-lettered (`None`); retries for as long as it takes otherwise. Returns `Err` only
+    /// Delivers one batch: returns once it is delivered (with the response body; empty for
+    /// syslog) or dead-lettered (`None`); retries for as long as it takes otherwise. Returns `Err` only
     /// when `stop` turns true first.
     async fn deliver(
         &mut self,
         batch: &Sealed,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<Option<String>, ()> {
+        if let Some(s) = self.syslog.as_mut() {
+            return match s.deliver(batch, stop, &self.counters).await {
+                // Syslog has no response: an empty body.
+                crate::sink::syslog::Outcome::Delivered => Ok(Some(String::new())),
+                crate::sink::syslog::Outcome::Stopped => Err(()),
+                crate::sink::syslog::Outcome::Unencodable(e) => {
+                    tokio::task::block_in_place(|| {
+                        self.dead_letter(batch, &format!("cannot encode: {e}"))
+                    });
+                    Ok(None)
+                }
+            };
+        }
         let body = match self.body(batch) {
             Ok(b) => Bytes::from(b),
             Err(e) => {
@@ -552,7 +653,8 @@ impl Forwarder {
         };
         let mut attempt = 0u32;
         loop {
-            let (wait, why) = match self.client.post(&self.headers, body.clone()).await {
+            let client = self.client.as_mut().expect("an HTTP sink has a client");
+            let (wait, why) = match client.post(&self.headers, body.clone()).await {
                 Ok(r) => match classify(r.status) {
                     Verdict::Done => {
                         // With indexer acknowledgement, delivered means indexed: counted
@@ -659,7 +761,8 @@ impl Forwarder {
                     jitter(),
                 )
             };
-            let (wait, why) = match self.client.post(&self.headers, Bytes::from(body)).await {
+            let client = self.client.as_mut().expect("an HTTP sink has a client");
+            let (wait, why) = match client.post(&self.headers, Bytes::from(body)).await {
                 Err(e) => (backoff_now(attempt), e),
                 Ok(r) => match classify(r.status) {
                     Verdict::Done => match encode::parse_bulk_response(&r.raw, pending.len()) {
@@ -951,6 +1054,8 @@ impl Forwarder {
             let body = serde_json::json!({ "acks": ids }).to_string();
             match self
                 .client
+                .as_mut()
+                .expect("an HTTP sink has a client")
                 .post_to(&ack_path, &ack_headers, Bytes::from(body))
                 .await
             {
@@ -1050,8 +1155,15 @@ impl Forwarder {
 /// disk: the url, the TLS settings (CA file), and that its secrets can be read.
 pub fn check(cfg: &ForwardConfig, base: &Path) -> Result<(), String> {
     let name = &cfg.name;
+    if let ForwardKind::Syslog(s) = &cfg.kind {
+        if s.tls {
+            tls_config(cfg).map_err(|e| format!("sink {name}: {e}"))?;
+        }
+        return Ok(());
+    }
     Client::new(cfg, "/").map_err(|e| format!("sink {name}: {e}"))?;
     let secret = match &cfg.kind {
+        ForwardKind::Syslog(_) => None,
         ForwardKind::SplunkHec { token, .. } => Some((token, "token")),
         ForwardKind::Http { authorization, .. } => {
             authorization.as_ref().map(|a| (a, "authorization"))
@@ -1085,6 +1197,19 @@ fn read_after(spool: &Mutex<Spool>, after: u64) -> io::Result<Option<Sealed>> {
             .unwrap_or_default();
         Sealed { seq, hash, bytes }
     }))
+}
+
+/// An error and its causes: hyper's own message ("connection error") hides the TLS alert
+/// that says why (a missing client certificate, say).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// Where a sink's dead letters go by default.

@@ -3,5 +3,7 @@
 mod cli;
 mod filter;
 mod forward;
+mod mtls;
 mod sidecar;
+mod syslog;
 mod util;

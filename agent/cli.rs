@@ -142,6 +142,12 @@ pub fn main() -> ExitCode {
             (_, Some(export)) => {
                 crate::verify::verify_export_main(&export, dead_letter.as_deref(), &pubkey)
             }
+            // clap's `requires` on --dead-letter is not enforced once DIR (which conflicts
+            // with --export) is given: refuse it here rather than ignore it.
+            (Some(_), None) if dead_letter.is_some() => {
+                eprintln!("logveil: verify: --dead-letter goes with --export, not with DIR");
+                ExitCode::from(2)
+            }
             (Some(dir), None) => crate::verify::verify_main(&dir, &pubkey, syslog),
             (None, None) => unreachable!("clap requires DIR or --export"),
         },

@@ -873,6 +873,23 @@ fn tampering_is_detected_and_names_the_first_bad_seq() {
     .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("FAILED: first bad seq 1 (bad signature"));
+    // Options of the other verify modes are usage errors with an archive, never ignored.
+    let archive = sc.s("archive");
+    let pubkey = sc.s("keys/seal.pub");
+    for extra in [
+        &["--dead-letter", archive.as_str()][..],
+        &["--syslog", "--export", archive.as_str()][..],
+    ] {
+        let mut args = vec!["verify", archive.as_str(), "--pubkey", pubkey.as_str()];
+        args.extend_from_slice(extra);
+        let out = logveil(&args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -3,5 +3,6 @@
 mod cli;
 mod filter;
 mod forward;
+mod forward_load;
 mod sidecar;
 mod util;

@@ -193,6 +193,9 @@ fn gauge(out: &mut String, name: &str, help: &str, v: impl std::fmt::Display) {
     let _ = writeln!(out, "{name} {v}");
 }
 
+/// A per-sink counter family: name, help, how to read it.
+type PerSink = (&'static str, &'static str, fn(&SinkCounters) -> u64);
+
 /// What the spool looks like now.
 struct SpoolView {
     bytes: u64,
@@ -266,7 +269,7 @@ pub fn render(spool: Option<&Mutex<Spool>>) -> String {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let per_sink: [(&str, &str, fn(&SinkCounters) -> u64); 6] = [
+    let per_sink: [PerSink; 6] = [
         (
             "logveil_sink_batches_delivered_total",
             "Batches the SIEM accepted.",

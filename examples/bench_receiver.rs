@@ -35,7 +35,9 @@ fn count(st: &State, data: &[u8]) {
         return;
     };
     let seq = seal["logveil_seal"]["seq"].as_u64().unwrap_or(0);
-    let n = seal["logveil_seal"]["header"]["count"].as_u64().unwrap_or(0);
+    let n = seal["logveil_seal"]["header"]["count"]
+        .as_u64()
+        .unwrap_or(0);
     if !st.seqs.lock().unwrap().insert(seq) {
         return;
     }
@@ -79,8 +81,7 @@ async fn handle(
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let (Some(dir), Some(expect)) = (args.next(), args.next().and_then(|n| n.parse().ok()))
-    else {
+    let (Some(dir), Some(expect)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
         eprintln!("usage: bench_receiver DIR EXPECT_LINES");
         std::process::exit(2);
     };

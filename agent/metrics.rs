@@ -496,4 +496,39 @@ mod tests {
         h.delivered(1);
         assert!(h.failing_for().is_none());
     }
+
+    fn parse(extra: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
+        crate::config::Config::parse(
+            std::path::Path::new("/etc/lv/agent.toml"),
+            &format!("{extra}[[source]]\ntype = \"stdin\"\n[seal]\nkey = \"env:K\"\n"),
+        )
+    }
+
+    #[test]
+    fn config_is_off_by_default_and_checked() {
+        assert!(parse("").unwrap().metrics.is_none());
+        let m = parse("[metrics]\naddress = \"127.0.0.1:9598\"\n")
+            .unwrap()
+            .metrics
+            .unwrap();
+        assert_eq!(m.address.to_string(), "127.0.0.1:9598");
+        assert_eq!(m.unhealthy_after, Duration::from_secs(300));
+        let m = parse("[metrics]\naddress = \"[::1]:1\"\nunhealthy_after = \"30s\"\n")
+            .unwrap()
+            .metrics
+            .unwrap();
+        assert_eq!(m.unhealthy_after, Duration::from_secs(30));
+        for (bad, want) in [
+            ("[metrics]\naddress = \"localhost:9598\"\n", "want IP:PORT"),
+            ("[metrics]\nunhealthy_after = \"1s\"\n", "address"),
+            (
+                "[metrics]\naddress = \"127.0.0.1:1\"\nport = 3\n",
+                "unknown field",
+            ),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.to_string().contains(want), "{bad}: {e}");
+            assert!(e.at.is_some(), "{bad}: {e}");
+        }
+    }
 }

@@ -187,4 +187,39 @@ mod tests {
         assert_ne!(k.seal(1, 5, b"x").unwrap(), k.seal(1, 5, b"x").unwrap());
         assert!(SpoolKey::from_bytes(&[0u8; 16]).is_err());
     }
+
+    #[test]
+    fn config_loads_the_key_and_refuses_bad_files() {
+        let d = tempfile::tempdir().unwrap();
+        let key = d.path().join("spool.key");
+        assert_eq!(keygen_main(&key), ExitCode::SUCCESS);
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(std::fs::read(&key).unwrap().len(), KEY_LEN);
+        assert_eq!(keygen_main(&key), ExitCode::from(1), "never overwrites");
+        let cfg = |p: &Path| {
+            crate::config::Config::parse(
+                &d.path().join("agent.toml"),
+                &format!(
+                    "[[source]]\ntype = \"stdin\"\n[seal]\nkey = \"env:K\"\n[spool]\nencryption_key_file = {:?}\n",
+                    p.file_name().unwrap()
+                ),
+            )
+        };
+        assert!(cfg(&key).unwrap().spool.key.is_some());
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = cfg(&key).unwrap_err();
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        assert_eq!(e.at.map(|a| a.0), Some(6), "{e}");
+        let short = d.path().join("short.key");
+        std::fs::write(&short, [1u8; 16]).unwrap();
+        std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(cfg(&short)
+            .unwrap_err()
+            .to_string()
+            .contains("32 raw bytes"));
+        assert!(cfg(&d.path().join("missing.key")).is_err());
+    }
 }

@@ -2,7 +2,8 @@
 //! has acknowledged them, so a SIEM that is down, slow or rejecting loses nothing.
 //!
 //! On disk, a directory of append-only segment files `seg-<first seq, 20 digits>.lvs` and
-//! `acks.json` (the highest seq each sink acknowledged, written atomically). A segment is a
+//! `acks.json` (the highest seq each sink acknowledged, written atomically; with
+//! `fsync = "always"` also synced, file and directory). A segment is a
 //! sequence of records:
 //!
 //! ```text

@@ -61,11 +61,20 @@ enum Cmd {
         /// The TOML config.
         file: PathBuf,
     },
-    /// Create an Ed25519 key pair for sealing: DIR/seal.key (mode 0600) and DIR/seal.pub.
+    /// Create an Ed25519 key pair for sealing: DIR/seal.key (mode 0600) and DIR/seal.pub;
+    /// or, with --spool-key, a 32-byte AES-256 key for `[spool] encryption_key_file`.
     Keygen {
         /// Directory for the key files (created if missing).
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "spool_key",
+            conflicts_with = "spool_key"
+        )]
+        out: Option<PathBuf>,
+        /// Write a spool encryption key (32 random bytes, mode 0600) to this file.
+        #[arg(long, value_name = "PATH")]
+        spool_key: Option<PathBuf>,
     },
     /// Verify an archive of sealed batches (or a SIEM export); exit 1 naming the first bad seq.
     Verify {
@@ -131,7 +140,10 @@ pub fn main() -> ExitCode {
         } => cmd_rules_test(&file),
         Cmd::Agent { config } => crate::pipeline::agent_main(&config),
         Cmd::CheckConfig { file } => crate::config::check_config_main(&file),
-        Cmd::Keygen { out } => crate::keys::keygen_main(&out),
+        Cmd::Keygen {
+            spool_key: Some(p), ..
+        } => crate::spool_key::keygen_main(&p),
+        Cmd::Keygen { out, .. } => crate::keys::keygen_main(&out.expect("required by clap")),
         Cmd::Verify {
             dir,
             export,

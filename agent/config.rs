@@ -65,6 +65,14 @@ struct RawConfig {
     #[serde(default, rename = "sink")]
     sinks: Vec<Spanned<RawSink>>,
     spool: Option<Spanned<RawSpool>>,
+    metrics: Option<Spanned<RawMetrics>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    address: Spanned<String>,
+    unhealthy_after: Option<Dur>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -76,6 +84,7 @@ struct RawSpool {
     #[serde(default)]
     fsync: crate::spool::FsyncPolicy,
     drain_timeout: Option<Dur>,
+    encryption_key_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -608,6 +617,8 @@ pub struct Config {
     pub spool: crate::spool::SpoolOptions,
     /// How long a shutdown waits for the forwarding sinks to catch up.
     pub drain_timeout: Duration,
+    /// The `/metrics` and `/health` endpoint (off when `[metrics]` is absent).
+    pub metrics: Option<crate::metrics::MetricsConfig>,
     text: String,
 }
 
@@ -1269,6 +1280,33 @@ impl Config {
             max_bytes: size(&rs.max_bytes, 1 << 30, 1 << 20, "max_bytes")?,
             segment_bytes: size(&rs.segment_bytes, 16 << 20, 4096, "segment_bytes")?,
             fsync: rs.fsync,
+            key: match &rs.encryption_key_file {
+                None => None,
+                Some(p) => Some(
+                    crate::spool_key::SpoolKey::load(&resolve(p.get_ref())).map_err(|e| {
+                        err_at(Some(p.span()), format!("[spool] encryption_key_file: {e}"))
+                    })?,
+                ),
+            },
+        };
+        let metrics = match raw.metrics {
+            None => None,
+            Some(m) => {
+                let m = m.into_inner();
+                let address = m.address.get_ref().parse().map_err(|e| {
+                    err_at(
+                        Some(m.address.span()),
+                        format!(
+                            "[metrics] address {:?}: {e} (want IP:PORT, like \"127.0.0.1:9598\")",
+                            m.address.get_ref()
+                        ),
+                    )
+                })?;
+                Some(crate::metrics::MetricsConfig {
+                    address,
+                    unhealthy_after: m.unhealthy_after.map_or(Duration::from_secs(300), |d| d.0),
+                })
+            }
         };
         let drain_timeout = rs.drain_timeout.map_or(Duration::from_secs(5), |d| d.0);
         if sinks.is_empty() && forwards.is_empty() {
@@ -1296,6 +1334,7 @@ impl Config {
             forwards,
             spool,
             drain_timeout,
+            metrics,
             text: text.to_string(),
         })
     }

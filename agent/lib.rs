@@ -20,3 +20,6 @@ pub mod source;
 pub mod verify;
 // Forwarding (issue 5): durable spool, HTTPS sinks.
 pub mod spool;
+pub mod spool_key;
+// Metrics and health endpoint.
+pub mod metrics;

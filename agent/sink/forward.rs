@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -51,18 +51,8 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// Bytes of a response body kept for a dead-letter reason.
 const MAX_REASON_BODY: usize = 4096;
 
-/// Counters of one sink (for logs now, the metrics endpoint later).
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Batches delivered.
-    pub delivered: AtomicU64,
-    /// Attempts that will be retried.
-    pub retried: AtomicU64,
-    /// 401/403 responses.
-    pub auth_failures: AtomicU64,
-    /// Batches sent to the dead-letter directory.
-    pub dead_lettered: AtomicU64,
-}
+/// Counters of one sink: registered with [`crate::metrics`] under the sink's name.
+pub use crate::metrics::SinkCounters as Counters;
 
 /// What to do after a response.
 #[derive(Debug, PartialEq, Eq)]
@@ -571,7 +561,7 @@ impl Forwarder {
             syslog: None,
             headers,
             ack,
-            counters: Arc::new(Counters::default()),
+            counters: crate::metrics::sink(&cfg.name),
         })
     }
 
@@ -594,7 +584,7 @@ impl Forwarder {
             syslog: Some(syslog),
             headers: Vec::new(),
             ack: None,
-            counters: Arc::new(Counters::default()),
+            counters: crate::metrics::sink(&cfg.name),
         })
     }
 
@@ -653,6 +643,9 @@ impl Forwarder {
         };
         let mut attempt = 0u32;
         loop {
+            self.counters
+                .bytes_sent
+                .fetch_add(body.len() as u64, Ordering::Relaxed);
             let client = self.client.as_mut().expect("an HTTP sink has a client");
             let (wait, why) = match client.post(&self.headers, body.clone()).await {
                 Ok(r) => match classify(r.status) {
@@ -660,7 +653,9 @@ impl Forwarder {
                         // With indexer acknowledgement, delivered means indexed: counted
                         // when Splunk says so.
                         if self.ack.is_none() {
-                            self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                            let lines =
+                                crate::seal::parse(&batch.bytes).map_or(0, |p| p.header.count);
+                            self.counters.delivered(lines);
                         }
                         if attempt > 0 {
                             tracing::info!(sink = %self.cfg.name, seq = batch.seq, attempts = attempt + 1, "delivered after retries");
@@ -668,6 +663,7 @@ impl Forwarder {
                         return Ok(Some(r.body));
                     }
                     Verdict::DeadLetter => {
+                        self.counters.answered();
                         let status = StatusCode::from_u16(r.status)
                             .map_or(r.status.to_string(), |s| s.to_string());
                         tokio::task::block_in_place(|| {
@@ -701,7 +697,7 @@ impl Forwarder {
                     e,
                 ),
             };
-            self.counters.retried.fetch_add(1, Ordering::Relaxed);
+            self.counters.failure();
             tracing::warn!(sink = %self.cfg.name, seq = batch.seq, error = %why, retry_in = ?wait, "delivery failed; will retry");
             attempt = attempt.saturating_add(1);
             tokio::select! {

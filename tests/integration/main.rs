@@ -3,6 +3,7 @@
 mod cli;
 mod filter;
 mod forward;
+mod forward_load;
 mod mtls;
 mod sidecar;
 mod syslog;

@@ -50,7 +50,8 @@ pub struct SinkCounters {
     pub dead_lettered: AtomicU64,
     /// Lines (events) in the batches delivered.
     pub lines_delivered: AtomicU64,
-    /// Request body bytes sent, every attempt counted (after gzip).
+    /// Request body bytes sent, every attempt counted (after gzip); for syslog the framed
+    /// messages written (before TLS).
     pub bytes_sent: AtomicU64,
     /// Milliseconds since the registry's epoch, plus one, of the first failure of the
     /// current run of failures; 0 while the last attempt succeeded.

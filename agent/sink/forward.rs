@@ -653,9 +653,7 @@ impl Forwarder {
                         // With indexer acknowledgement, delivered means indexed: counted
                         // when Splunk says so.
                         if self.ack.is_none() {
-                            let lines =
-                                crate::seal::parse(&batch.bytes).map_or(0, |p| p.header.count);
-                            self.counters.delivered(lines);
+                            self.counters.delivered(lines(batch));
                         }
                         if attempt > 0 {
                             tracing::info!(sink = %self.cfg.name, seq = batch.seq, attempts = attempt + 1, "delivered after retries");
@@ -663,7 +661,6 @@ impl Forwarder {
                         return Ok(Some(r.body));
                     }
                     Verdict::DeadLetter => {
-                        self.counters.answered();
                         let status = StatusCode::from_u16(r.status)
                             .map_or(r.status.to_string(), |s| s.to_string());
                         tokio::task::block_in_place(|| {
@@ -757,6 +754,9 @@ impl Forwarder {
                     jitter(),
                 )
             };
+            self.counters
+                .bytes_sent
+                .fetch_add(body.len() as u64, Ordering::Relaxed);
             let client = self.client.as_mut().expect("an HTTP sink has a client");
             let (wait, why) = match client.post(&self.headers, Bytes::from(body)).await {
                 Err(e) => (backoff_now(attempt), e),
@@ -823,7 +823,7 @@ impl Forwarder {
                     }
                 },
             };
-            self.counters.retried.fetch_add(1, Ordering::Relaxed);
+            self.counters.failure();
             tracing::warn!(sink = %self.cfg.name, seq = batch.seq, error = %why, retry_in = ?wait, "delivery failed; will retry");
             attempt = attempt.saturating_add(1);
             tokio::select! {
@@ -832,11 +832,18 @@ impl Forwarder {
             }
         }
         if refused.is_empty() {
-            self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+            self.counters.delivered(lines(batch));
             if attempt > 0 {
                 tracing::info!(sink = %self.cfg.name, seq = batch.seq, attempts = attempt + 1, "delivered after retries");
             }
         } else {
+            // The batch is dead-lettered, but the events that are in the index were
+            // delivered: lines out must add up to the lines the SIEM holds.
+            let refused_events = refused.iter().filter(|r| !r["event"].is_null()).count();
+            self.counters.lines_delivered.fetch_add(
+                lines(batch).saturating_sub(refused_events as u64),
+                Ordering::Relaxed,
+            );
             let reason = format!(
                 "{} of {} bulk items refused: {}",
                 refused.len(),
@@ -889,6 +896,8 @@ impl Forwarder {
             }
         }
         self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        // A permanent refusal is an answer: the sink is not failing, it moves on.
+        self.counters.answered();
         tracing::error!(sink = %self.cfg.name, seq = batch.seq, file = %path.display(), "the SIEM rejected a batch permanently; it is in the dead-letter directory");
     }
 
@@ -1048,6 +1057,9 @@ impl Forwarder {
             }
             let ids: Vec<u64> = flight.iter().filter_map(|f| f.ack_id).collect();
             let body = serde_json::json!({ "acks": ids }).to_string();
+            self.counters
+                .bytes_sent
+                .fetch_add(body.len() as u64, Ordering::Relaxed);
             match self
                 .client
                 .as_mut()
@@ -1063,7 +1075,7 @@ impl Forwarder {
                         if let Some(id) = f.ack_id {
                             if acks[id.to_string()] == serde_json::Value::Bool(true) {
                                 f.ack_id = None;
-                                self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                                self.counters.delivered(lines(&f.batch));
                             }
                         }
                     }
@@ -1072,15 +1084,18 @@ impl Forwarder {
                     if matches!(classify(r.status), Verdict::RetryAuth) {
                         self.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
                     }
+                    // Nothing gets acknowledged while polls fail: a failure for /health.
+                    self.counters.failure();
                     tracing::warn!(sink = %name, status = r.status, response = %r.body.trim(), "polling indexer acknowledgements failed; will poll again");
                 }
                 Err(e) => {
+                    self.counters.failure();
                     tracing::warn!(sink = %name, error = %e, "polling indexer acknowledgements failed; will poll again")
                 }
             }
             for f in flight.iter_mut() {
                 if f.ack_id.is_some() && f.sent.elapsed() >= ack.timeout {
-                    self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                    self.counters.failure();
                     tracing::warn!(sink = %name, seq = f.batch.seq, ack_timeout = ?ack.timeout, "no indexer acknowledgement within ack_timeout; sending the batch again");
                     let Ok(ack_id) = self.send_for_ack(&f.batch, &mut stop, &mut warned).await
                     else {
@@ -1108,7 +1123,7 @@ impl Forwarder {
             .ok()
             .and_then(|v| v["ackId"].as_u64());
         if id.is_none() {
-            self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+            self.counters.delivered(lines(batch));
         }
         if id.is_none() && !*warned {
             *warned = true;
@@ -1179,6 +1194,11 @@ pub fn check(cfg: &ForwardConfig, base: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Lines (events) in a batch, for the lines-delivered counter.
+pub(crate) fn lines(batch: &Sealed) -> u64 {
+    crate::seal::parse(&batch.bytes).map_or(0, |p| p.header.count)
 }
 
 /// The first batch after `after` that the spool holds.

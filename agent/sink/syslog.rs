@@ -227,6 +227,10 @@ impl SyslogSink {
         loop {
             // A stalled receiver must not hold up a shutdown for `timeout`: a batch cut off
             // here is not acknowledged, and the next start sends it again.
+            // Bytes handed to the connection (before TLS), every attempt.
+            counters
+                .bytes_sent
+                .fetch_add(frames.len() as u64, Ordering::Relaxed);
             let sent = tokio::select! {
                 r = self.send(&frames) => r,
                 _ = crate::pipeline::stopped(stop) => {
@@ -236,7 +240,7 @@ impl SyslogSink {
             };
             match sent {
                 Ok(()) => {
-                    counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    counters.delivered(crate::sink::forward::lines(batch));
                     if attempt > 0 {
                         tracing::info!(sink = %self.name, endpoint = %self.endpoint, seq = batch.seq, attempts = attempt + 1, "delivered after retries");
                     }
@@ -245,7 +249,7 @@ impl SyslogSink {
                 Err(e) => {
                     self.conn = None;
                     let wait = backoff(self.retry_initial, self.retry_max, attempt, jitter());
-                    counters.retried.fetch_add(1, Ordering::Relaxed);
+                    counters.failure();
                     tracing::warn!(sink = %self.name, endpoint = %self.endpoint, seq = batch.seq, error = %e, retry_in = ?wait, "delivery failed; will retry");
                     attempt = attempt.saturating_add(1);
                     tokio::select! {

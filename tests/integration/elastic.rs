@@ -193,9 +193,13 @@ fn bulk_retries_only_refused_items_dead_letters_a_400_item_and_verifies() {
     let mut s = Setup::new("fwd-es");
     let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
     s.dir.write("es.key", format!("{ES_KEY}\n").as_bytes());
-    s.config_with(&format!(
-        "type = \"elasticsearch\"\nname = \"es\"\nurl = \"https://localhost:{port}\"\nindex = \"ci-logs\"\napi_key = \"file:es.key\"\nca_file = {ca:?}\n"
-    ));
+    let mport = free_port();
+    s.config_spool(
+        &format!(
+            "type = \"elasticsearch\"\nname = \"es\"\nurl = \"https://localhost:{port}\"\nindex = \"ci-logs\"\napi_key = \"file:es.key\"\nca_file = {ca:?}\n"
+        ),
+        &format!("[metrics]\naddress = \"127.0.0.1:{mport}\"\n"),
+    );
     let (offsets, poisoned) = write_lines(&s.p("logs/job.log"), 300, Some(123));
     let poisoned = poisoned.unwrap();
     let dead_dir = s.p("state/dead-letter/es");
@@ -207,6 +211,18 @@ fn bulk_retries_only_refused_items_dead_letters_a_400_item_and_verifies() {
             .iter()
             .all(|o| got.contains_key(o) || dead.contains(o))
     });
+    // Lines delivered are the lines in the index: all but the dead-lettered one.
+    wait_for("lines delivered to add up", 10, || {
+        metric(mport, r#"logveil_sink_lines_delivered_total{sink="es"}"#) == Some(299.0)
+    });
+    assert_eq!(metric(mport, "logveil_lines_in_total"), Some(300.0));
+    assert_eq!(
+        metric(mport, r#"logveil_sink_dead_lettered_total{sink="es"}"#),
+        Some(1.0)
+    );
+    // The whole-request 503 and the 429 items: retried attempts.
+    assert!(metric(mport, r#"logveil_sink_retries_total{sink="es"}"#) >= Some(2.0));
+    assert!(metric(mport, r#"logveil_sink_bytes_sent_total{sink="es"}"#) > Some(0.0));
     let (status, log) = agent.stop();
     assert!(status.success(), "{log}");
 
@@ -370,6 +386,21 @@ fn bulk_with_basic_auth_and_index_action() {
 }
 
 /// `acked` of sink `hec` in the spool's acks.json (0 when there is none).
+/// One sample of the agent's `/metrics` on `port`.
+fn metric(port: u16, name: &str) -> Option<f64> {
+    let (_, m) = crate::forward_load::get(port, "/metrics")?;
+    crate::forward_load::sample(&m, name)
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn spool_acked(s: &Setup) -> u64 {
     fs::read_to_string(s.p("state/spool/acks.json"))
         .ok()
@@ -414,9 +445,13 @@ fn hec_indexer_ack_holds_the_spool_until_indexed_and_resends() {
     let port = receiver(&pki, state.clone());
     let mut s = Setup::new("fwd-hec-ack");
     let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
-    s.config_with(&format!(
-        "type = \"splunk_hec\"\nname = \"hec\"\nurl = \"https://localhost:{port}\"\ntoken = \"env:HEC_TOKEN\"\nca_file = {ca:?}\nindexer_ack = true\nack_interval = \"100ms\"\nack_timeout = \"1s\"\nmax_pending_acks = 2\n"
-    ));
+    let mport = free_port();
+    s.config_spool(
+        &format!(
+            "type = \"splunk_hec\"\nname = \"hec\"\nurl = \"https://localhost:{port}\"\ntoken = \"env:HEC_TOKEN\"\nca_file = {ca:?}\nindexer_ack = true\nack_interval = \"100ms\"\nack_timeout = \"1s\"\nmax_pending_acks = 2\n"
+        ),
+        &format!("[metrics]\naddress = \"127.0.0.1:{mport}\"\nunhealthy_after = \"1s\"\n"),
+    );
     // 100 lines, at most 40 per batch: at least three batches.
     let (offsets, _) = write_lines(&s.p("logs/job.log"), 100, None);
     let agent = s.start();
@@ -431,6 +466,16 @@ fn hec_indexer_ack_holds_the_spool_until_indexed_and_resends() {
         vec![1, 2]
     );
     assert_eq!(spool_acked(&s), 0);
+    // Accepted with a 200 but never indexed: nothing delivered, and /health says the sink
+    // is failing once the resends have gone on for longer than unhealthy_after.
+    assert_eq!(
+        metric(mport, r#"logveil_sink_lines_delivered_total{sink="hec"}"#),
+        Some(0.0)
+    );
+    wait_for("/health to report the sink", 15, || {
+        crate::forward_load::get(mport, "/health")
+            .is_some_and(|(code, b)| code == 503 && b.contains("sink hec"))
+    });
     assert!(
         agent
             .log()
@@ -476,6 +521,16 @@ fn hec_indexer_ack_holds_the_spool_until_indexed_and_resends() {
                 .max()
                 .is_some_and(|&tip| spool_acked(&s) == tip)
     });
+    // This run read no new lines (the first one spooled them all) and delivered every
+    // line once Splunk said indexed; the sink is healthy again.
+    wait_for("every line counted as delivered", 10, || {
+        metric(mport, r#"logveil_sink_lines_delivered_total{sink="hec"}"#)
+            == Some(offsets.len() as f64)
+    });
+    assert_eq!(
+        crate::forward_load::get(mport, "/health").map(|r| r.0),
+        Some(200)
+    );
     let (status, log) = agent.stop();
     assert!(status.success(), "{log}");
     let after = events_per_seq(&state);

@@ -398,9 +398,10 @@ fn syslog_over_tls_to_rsyslog_delivers_every_line_and_verifies() {
     let pki = pki("main");
     let mut s = Setup::new("syslog-tls");
     let port = free_port();
+    let mport = free_port();
     let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
     s.config(&format!(
-        "address = \"127.0.0.1:{port}\"\nserver_name = \"localhost\"\nca_file = {ca:?}\nfacility = \"local3\"\nseverity = \"notice\"\n"
+        "address = \"127.0.0.1:{port}\"\nserver_name = \"localhost\"\nca_file = {ca:?}\nfacility = \"local3\"\nseverity = \"notice\"\n[metrics]\naddress = \"127.0.0.1:{mport}\"\n"
     ));
     let log = s.p("logs/job.log");
     let mut offsets = append_lines(&log, 0, 300);
@@ -429,6 +430,18 @@ fn syslog_over_tls_to_rsyslog_delivers_every_line_and_verifies() {
     wait_for("every line after rsyslog restarted", 30, || {
         received_offsets(&rs.received(), "<157>").is_superset(&offsets)
     });
+    // The syslog sink counts what it delivered: lines out equal lines in, and the
+    // refused connections before rsyslog was up are counted as retries.
+    let metric = |name: &str| {
+        let (_, m) = crate::forward_load::get(mport, "/metrics")?;
+        crate::forward_load::sample(&m, name)
+    };
+    wait_for("lines delivered to add up to lines in", 10, || {
+        metric(r#"logveil_sink_lines_delivered_total{sink="rsyslog"}"#) == Some(400.0)
+    });
+    assert_eq!(metric("logveil_lines_in_total"), Some(400.0));
+    assert!(metric(r#"logveil_sink_retries_total{sink="rsyslog"}"#) >= Some(1.0));
+    assert!(metric(r#"logveil_sink_bytes_sent_total{sink="rsyslog"}"#) > Some(0.0));
     let (status, agent_log) = agent.stop();
     assert!(status.success(), "{agent_log}");
     rs.stop();

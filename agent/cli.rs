@@ -61,19 +61,40 @@ enum Cmd {
         /// The TOML config.
         file: PathBuf,
     },
-    /// Create an Ed25519 key pair for sealing: DIR/seal.key (mode 0600) and DIR/seal.pub.
+    /// Create an Ed25519 key pair for sealing: DIR/seal.key (mode 0600) and DIR/seal.pub;
+    /// or, with --spool-key, a 32-byte AES-256 key for `[spool] encryption_key_file`.
     Keygen {
         /// Directory for the key files (created if missing).
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "spool_key",
+            conflicts_with = "spool_key"
+        )]
+        out: Option<PathBuf>,
+        /// Write a spool encryption key (32 random bytes, mode 0600) to this file.
+        #[arg(long, value_name = "PATH")]
+        spool_key: Option<PathBuf>,
     },
-    /// Verify an archive of sealed batches; exit 1 naming the first bad seq.
+    /// Verify an archive of sealed batches (or a SIEM export); exit 1 naming the first bad seq.
     Verify {
-        /// The archive directory.
-        dir: PathBuf,
+        /// The archive directory (with --syslog: a file of RFC 5424 messages).
+        #[arg(required_unless_present = "export", conflicts_with = "export")]
+        dir: Option<PathBuf>,
+        /// Instead of an archive: an NDJSON export of what an elasticsearch sink wrote
+        /// (documents or search hits).
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
+        /// With --export: the sink's dead-letter directory, for events the SIEM refused.
+        #[arg(long, value_name = "DIR", requires = "export")]
+        dead_letter: Option<PathBuf>,
         /// The public key (seal.pub).
         #[arg(long, value_name = "FILE")]
         pubkey: PathBuf,
+        /// DIR is a syslog receiver's file, one message per line (rsyslog `%rawmsg%`):
+        /// rebuild the batches from the syslog sink's messages and check them.
+        #[arg(long, conflicts_with = "export")]
+        syslog: bool,
     },
 }
 
@@ -119,8 +140,29 @@ pub fn main() -> ExitCode {
         } => cmd_rules_test(&file),
         Cmd::Agent { config } => crate::pipeline::agent_main(&config),
         Cmd::CheckConfig { file } => crate::config::check_config_main(&file),
-        Cmd::Keygen { out } => crate::keys::keygen_main(&out),
-        Cmd::Verify { dir, pubkey } => crate::verify::verify_main(&dir, &pubkey),
+        Cmd::Keygen {
+            spool_key: Some(p), ..
+        } => crate::spool_key::keygen_main(&p),
+        Cmd::Keygen { out, .. } => crate::keys::keygen_main(&out.expect("required by clap")),
+        Cmd::Verify {
+            dir,
+            export,
+            dead_letter,
+            pubkey,
+            syslog,
+        } => match (dir, export) {
+            (_, Some(export)) => {
+                crate::verify::verify_export_main(&export, dead_letter.as_deref(), &pubkey)
+            }
+            // clap's `requires` on --dead-letter is not enforced once DIR (which conflicts
+            // with --export) is given: refuse it here rather than ignore it.
+            (Some(_), None) if dead_letter.is_some() => {
+                eprintln!("logveil: verify: --dead-letter goes with --export, not with DIR");
+                ExitCode::from(2)
+            }
+            (Some(dir), None) => crate::verify::verify_main(&dir, &pubkey, syslog),
+            (None, None) => unreachable!("clap requires DIR or --export"),
+        },
     }
 }
 

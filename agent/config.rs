@@ -65,6 +65,14 @@ struct RawConfig {
     #[serde(default, rename = "sink")]
     sinks: Vec<Spanned<RawSink>>,
     spool: Option<Spanned<RawSpool>>,
+    metrics: Option<Spanned<RawMetrics>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    address: Spanned<String>,
+    unhealthy_after: Option<Dur>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -76,6 +84,7 @@ struct RawSpool {
     #[serde(default)]
     fsync: crate::spool::FsyncPolicy,
     drain_timeout: Option<Dur>,
+    encryption_key_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -173,7 +182,7 @@ struct RawSink {
     #[serde(rename = "type")]
     kind: SinkKind,
     path: Option<Spanned<String>>,
-    // Forwarding sinks (http, splunk_hec).
+    // Forwarding sinks (http, splunk_hec, elasticsearch, syslog).
     name: Option<Spanned<String>>,
     url: Option<Spanned<String>>,
     token: Option<Spanned<SecretRef>>,
@@ -190,6 +199,24 @@ struct RawSink {
     retry_initial: Option<Dur>,
     retry_max: Option<Dur>,
     dead_letter_dir: Option<String>,
+    // splunk_hec indexer acknowledgement.
+    indexer_ack: Option<bool>,
+    ack_timeout: Option<Dur>,
+    ack_interval: Option<Dur>,
+    max_pending_acks: Option<usize>,
+    // elasticsearch.
+    action: Option<crate::sink::encode::BulkAction>,
+    api_key: Option<Spanned<SecretRef>>,
+    username: Option<String>,
+    password: Option<Spanned<SecretRef>>,
+    // mTLS, every TLS sink.
+    client_cert: Option<String>,
+    client_key: Option<String>,
+    // syslog.
+    address: Option<Spanned<String>>,
+    tls: Option<bool>,
+    facility: Option<Spanned<String>>,
+    severity: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +225,8 @@ enum SinkKind {
     Archive,
     Http,
     SplunkHec,
+    Elasticsearch,
+    Syslog,
 }
 
 /// A duration written as `250ms`, `5s`, `2m` or `1h`.
@@ -439,17 +468,66 @@ pub enum ForwardKind {
         token: SecretRef,
         /// index, source, sourcetype.
         meta: crate::sink::encode::HecMeta,
+        /// Indexer acknowledgement, when on.
+        ack: Option<HecAck>,
+    },
+    /// Elasticsearch `_bulk`.
+    Elasticsearch {
+        /// Index (or data stream) and bulk action.
+        meta: crate::sink::encode::EsMeta,
+        /// API key or basic credentials; none when a proxy or mTLS authenticates.
+        auth: Option<EsAuth>,
+    },
+    /// RFC 5424 over TCP, octet-counted, TLS unless turned off.
+    Syslog(SyslogConfig),
+}
+
+/// Splunk indexer acknowledgement: a batch is delivered only once Splunk says it is indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HecAck {
+    /// Resend a batch whose acknowledgement has not come by then (at least once).
+    pub timeout: Duration,
+    /// Pause between polls of `/services/collector/ack`.
+    pub interval: Duration,
+    /// Batches sent and not yet acknowledged, at most.
+    pub max_pending: usize,
+}
+
+/// How an `elasticsearch` sink authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EsAuth {
+    /// `Authorization: ApiKey <value>` (the base64 `id:api_key` Elasticsearch hands out).
+    ApiKey(SecretRef),
+    /// HTTP basic.
+    Basic {
+        /// The user name (not secret).
+        username: String,
+        /// The password, by reference.
+        password: SecretRef,
     },
 }
 
-/// A validated forwarding sink (`http`, `splunk_hec`).
+/// Where and how a `syslog` sink sends.
+#[derive(Debug, Clone)]
+pub struct SyslogConfig {
+    /// Host name or address of the receiver.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// TLS (RFC 5425); plain TCP only when turned off explicitly.
+    pub tls: bool,
+    /// PRI: `facility * 8 + severity`.
+    pub pri: u8,
+}
+
+/// A validated forwarding sink (`http`, `splunk_hec`, `elasticsearch`, `syslog`).
 #[derive(Debug, Clone)]
 pub struct ForwardConfig {
     /// Unique name: the spool's key for its acknowledgements and the dead-letter directory.
     pub name: String,
     /// What it sends.
     pub kind: ForwardKind,
-    /// `https://host[:port][/path]`.
+    /// `https://host[:port][/path]`; `host:port` for syslog.
     pub url: String,
     /// Gzip request bodies.
     pub gzip: bool,
@@ -459,6 +537,10 @@ pub struct ForwardConfig {
     pub server_name: Option<String>,
     /// Do not check the server certificate (warned at every start).
     pub insecure_skip_verify: bool,
+    /// Client certificate chain (PEM) for mTLS.
+    pub client_cert: Option<PathBuf>,
+    /// Its private key (PEM; no group or other access).
+    pub client_key: Option<PathBuf>,
     /// Per-request timeout.
     pub timeout: Duration,
     /// First retry delay.
@@ -535,7 +617,102 @@ pub struct Config {
     pub spool: crate::spool::SpoolOptions,
     /// How long a shutdown waits for the forwarding sinks to catch up.
     pub drain_timeout: Duration,
+    /// The `/metrics` and `/health` endpoint (off when `[metrics]` is absent).
+    pub metrics: Option<crate::metrics::MetricsConfig>,
     text: String,
+}
+
+/// `host:port` of a syslog sink (`[v6]:port` for an IPv6 address); no default port, since
+/// 6514 (TLS) and 514 (plain) are both common and a wrong guess fails late.
+fn syslog_endpoint(
+    s: &RawSink,
+    span: &Range<usize>,
+    err_at: &dyn Fn(Option<Range<usize>>, String) -> ConfigError,
+) -> Result<String, ConfigError> {
+    let Some(a) = &s.address else {
+        return Err(err_at(
+            Some(span.clone()),
+            "a syslog sink needs `address` (host:port, e.g. \"siem.example.com:6514\")".into(),
+        ));
+    };
+    split_host_port(a.get_ref())
+        .map(|_| a.get_ref().clone())
+        .ok_or_else(|| {
+            err_at(
+                Some(a.span()),
+                format!("address {:?}: expected host:port", a.get_ref()),
+            )
+        })
+}
+
+/// Splits `host:port` / `[v6]:port`.
+pub fn split_host_port(a: &str) -> Option<(String, u16)> {
+    let (host, port) = a.rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port: u16 = port.parse().ok().filter(|&p| p != 0)?;
+    if host.is_empty() || host.contains(['/', ' ']) || (host.contains(':') && !a.starts_with('[')) {
+        return None;
+    }
+    Some((host.to_string(), port))
+}
+
+fn syslog_config(
+    s: &RawSink,
+    span: &Range<usize>,
+    err_at: &dyn Fn(Option<Range<usize>>, String) -> ConfigError,
+) -> Result<SyslogConfig, ConfigError> {
+    let a = s.address.as_ref().expect("checked by syslog_endpoint");
+    let (host, port) = split_host_port(a.get_ref()).expect("checked by syslog_endpoint");
+    let tls = s.tls.unwrap_or(true);
+    if !tls {
+        for (k, set) in [
+            ("ca_file", s.ca_file.is_some()),
+            ("server_name", s.server_name.is_some()),
+            ("insecure_skip_verify", s.insecure_skip_verify.is_some()),
+            ("client_cert", s.client_cert.is_some()),
+            ("client_key", s.client_key.is_some()),
+        ] {
+            if set {
+                return Err(err_at(
+                    Some(span.clone()),
+                    format!("`{k}` needs tls = true (this sink is plain TCP)"),
+                ));
+            }
+        }
+    }
+    let code = |v: &Option<Spanned<String>>, default: u8, what: &str| match v {
+        None => Ok(default),
+        Some(v) => {
+            let (c, names) = if what == "facility" {
+                (
+                    crate::sink::rfc5424::facility_code(v.get_ref()),
+                    crate::sink::rfc5424::facility_names(),
+                )
+            } else {
+                (
+                    crate::sink::rfc5424::severity_code(v.get_ref()),
+                    crate::sink::rfc5424::severity_names(),
+                )
+            };
+            c.ok_or_else(|| {
+                err_at(
+                    Some(v.span()),
+                    format!("{what} {:?}: expected one of {names}", v.get_ref()),
+                )
+            })
+        }
+    };
+    let facility = code(&s.facility, 16, "facility")?;
+    let severity = code(&s.severity, 6, "severity")?;
+    Ok(SyslogConfig {
+        host,
+        port,
+        tls,
+        pri: facility * 8 + severity,
+    })
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -549,6 +726,91 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
         .count()
         + 1;
     (line, col)
+}
+
+/// The `elasticsearch` part of a sink: an index and at most one way to authenticate.
+fn es_kind(s: &RawSink, span: Range<usize>) -> Result<ForwardKind, (Range<usize>, String)> {
+    let index = match &s.index {
+        Some(i) if !i.is_empty() => i.clone(),
+        _ => {
+            return Err((
+                span,
+                "an elasticsearch sink needs `index` (an index, alias or data stream)".into(),
+            ))
+        }
+    };
+    // Index names may not hold these (Elasticsearch refuses them); the name goes into JSON.
+    if index.starts_with(['-', '_', '+'])
+        || index
+            .chars()
+            .any(|c| c.is_ascii_uppercase() || "\\/*?\"<>| ,#:".contains(c))
+    {
+        return Err((
+            span,
+            format!("index {index:?}: lowercase, without \\ / * ? \" < > | , # : or spaces, not starting with - _ +"),
+        ));
+    }
+    let auth = match (&s.api_key, &s.username, &s.password) {
+        (Some(k), None, None) => Some(EsAuth::ApiKey(k.get_ref().clone())),
+        (None, Some(u), Some(p)) => Some(EsAuth::Basic {
+            username: u.clone(),
+            password: p.get_ref().clone(),
+        }),
+        (None, None, None) => None,
+        (Some(k), _, _) => {
+            return Err((
+                k.span(),
+                "use either api_key or username and password, not both".into(),
+            ))
+        }
+        (None, Some(_), None) => {
+            return Err((
+                span,
+                "username needs password = \"env:NAME\" or \"file:PATH\"".into(),
+            ))
+        }
+        (None, None, Some(p)) => return Err((p.span(), "password needs username".into())),
+    };
+    if let Some(EsAuth::Basic { username, .. }) = &auth {
+        if username.is_empty() || username.contains(':') {
+            return Err((span, "username: not empty, and without `:`".into()));
+        }
+    }
+    Ok(ForwardKind::Elasticsearch {
+        meta: crate::sink::encode::EsMeta {
+            index,
+            action: s.action.unwrap_or_default(),
+        },
+        auth,
+    })
+}
+
+/// The indexer acknowledgement settings of a `splunk_hec` sink, when `indexer_ack = true`.
+fn hec_ack(s: &RawSink, span: Range<usize>) -> Result<Option<HecAck>, (Range<usize>, String)> {
+    if !s.indexer_ack.unwrap_or(false) {
+        for (k, set) in [
+            ("ack_timeout", s.ack_timeout.is_some()),
+            ("ack_interval", s.ack_interval.is_some()),
+            ("max_pending_acks", s.max_pending_acks.is_some()),
+        ] {
+            if set {
+                return Err((span, format!("`{k}` needs indexer_ack = true")));
+            }
+        }
+        return Ok(None);
+    }
+    let ack = HecAck {
+        timeout: s.ack_timeout.map_or(Duration::from_secs(300), |d| d.0),
+        interval: s.ack_interval.map_or(Duration::from_secs(1), |d| d.0),
+        max_pending: s.max_pending_acks.unwrap_or(8),
+    };
+    if ack.interval.is_zero() || ack.timeout <= ack.interval || ack.max_pending == 0 {
+        return Err((
+            span,
+            "ack_interval must be more than 0, ack_timeout more than ack_interval, max_pending_acks at least 1".into(),
+        ));
+    }
+    Ok(Some(ack))
 }
 
 impl Config {
@@ -776,20 +1038,37 @@ impl Config {
                 ("retry_initial", s.retry_initial.is_some()),
                 ("retry_max", s.retry_max.is_some()),
                 ("dead_letter_dir", s.dead_letter_dir.is_some()),
+                ("indexer_ack", s.indexer_ack.is_some()),
+                ("ack_timeout", s.ack_timeout.is_some()),
+                ("ack_interval", s.ack_interval.is_some()),
+                ("max_pending_acks", s.max_pending_acks.is_some()),
+                ("action", s.action.is_some()),
+                ("api_key", s.api_key.is_some()),
+                ("username", s.username.is_some()),
+                ("password", s.password.is_some()),
+                ("client_cert", s.client_cert.is_some()),
+                ("client_key", s.client_key.is_some()),
+                ("address", s.address.is_some()),
+                ("tls", s.tls.is_some()),
+                ("facility", s.facility.is_some()),
+                ("severity", s.severity.is_some()),
             ];
             if s.kind == SinkKind::Archive {
                 if let Some((k, _)) = forward_keys.iter().find(|(_, set)| *set) {
                     return Err(err_at(
                         Some(span),
-                        format!("`{k}` applies to http and splunk_hec sinks only"),
+                        format!(
+                            "`{k}` applies to forwarding sinks (http, splunk_hec, elasticsearch, syslog) only"
+                        ),
                     ));
                 }
             }
             if s.kind != SinkKind::Archive {
-                let kind_name = if s.kind == SinkKind::Http {
-                    "http"
-                } else {
-                    "splunk_hec"
+                let kind_name = match s.kind {
+                    SinkKind::Http => "http",
+                    SinkKind::Elasticsearch => "elasticsearch",
+                    SinkKind::Syslog => "syslog",
+                    _ => "splunk_hec",
                 };
                 let only = |k: &str, set: bool, kind: &str| {
                     if set {
@@ -804,25 +1083,77 @@ impl Config {
                 only("path", s.path.is_some(), "archive")?;
                 if s.kind == SinkKind::Http {
                     only("token", s.token.is_some(), "splunk_hec")?;
-                    only("index", s.index.is_some(), "splunk_hec")?;
+                    only("index", s.index.is_some(), "splunk_hec and elasticsearch")?;
                     only("source", s.source.is_some(), "splunk_hec")?;
                     only("sourcetype", s.sourcetype.is_some(), "splunk_hec")?;
-                } else {
+                } else if s.kind != SinkKind::Syslog {
+                    // splunk_hec and elasticsearch; syslog refuses every HTTP key below.
                     only("headers", s.headers.is_some(), "http")?;
                     only("authorization", s.authorization.is_some(), "http")?;
                 }
-                let Some(url) = &s.url else {
+                if s.kind == SinkKind::Elasticsearch {
+                    only("token", s.token.is_some(), "splunk_hec")?;
+                    only("source", s.source.is_some(), "splunk_hec")?;
+                    only("sourcetype", s.sourcetype.is_some(), "splunk_hec")?;
+                }
+                if s.kind != SinkKind::SplunkHec {
+                    only("indexer_ack", s.indexer_ack.is_some(), "splunk_hec")?;
+                    only("ack_timeout", s.ack_timeout.is_some(), "splunk_hec")?;
+                    only("ack_interval", s.ack_interval.is_some(), "splunk_hec")?;
+                    only(
+                        "max_pending_acks",
+                        s.max_pending_acks.is_some(),
+                        "splunk_hec",
+                    )?;
+                }
+                if s.kind != SinkKind::Elasticsearch {
+                    only("action", s.action.is_some(), "elasticsearch")?;
+                    only("api_key", s.api_key.is_some(), "elasticsearch")?;
+                    only("username", s.username.is_some(), "elasticsearch")?;
+                    only("password", s.password.is_some(), "elasticsearch")?;
+                }
+                if s.kind == SinkKind::Syslog {
+                    for (k, set) in [
+                        ("url", s.url.is_some()),
+                        ("token", s.token.is_some()),
+                        ("index", s.index.is_some()),
+                        ("source", s.source.is_some()),
+                        ("sourcetype", s.sourcetype.is_some()),
+                        ("headers", s.headers.is_some()),
+                        ("authorization", s.authorization.is_some()),
+                        ("gzip", s.gzip.is_some()),
+                    ] {
+                        only(k, set, "HTTP")?;
+                    }
+                } else {
+                    only("address", s.address.is_some(), "syslog")?;
+                    only("tls", s.tls.is_some(), "syslog")?;
+                    only("facility", s.facility.is_some(), "syslog")?;
+                    only("severity", s.severity.is_some(), "syslog")?;
+                }
+                if s.client_cert.is_some() != s.client_key.is_some() {
                     return Err(err_at(
                         Some(span),
-                        format!("a {kind_name} sink needs `url` (https://host:port)"),
-                    ));
-                };
-                if !url.get_ref().starts_with("https://") {
-                    return Err(err_at(
-                        Some(url.span()),
-                        "url must start with https:// (plain HTTP is not supported)".into(),
+                        "client_cert and client_key go together (PEM files for mTLS)".into(),
                     ));
                 }
+                let url = if s.kind == SinkKind::Syslog {
+                    syslog_endpoint(s, &span, &err_at)?
+                } else {
+                    let Some(url) = &s.url else {
+                        return Err(err_at(
+                            Some(span),
+                            format!("a {kind_name} sink needs `url` (https://host:port)"),
+                        ));
+                    };
+                    if !url.get_ref().starts_with("https://") {
+                        return Err(err_at(
+                            Some(url.span()),
+                            "url must start with https:// (plain HTTP is not supported)".into(),
+                        ));
+                    }
+                    url.get_ref().clone()
+                };
                 let name = match &s.name {
                     Some(n) => {
                         let ok = !n.get_ref().is_empty()
@@ -845,7 +1176,11 @@ impl Config {
                         format!("two sinks are named {name:?}; give each a unique `name`"),
                     ));
                 }
-                let kind = if s.kind == SinkKind::Http {
+                let kind = if s.kind == SinkKind::Elasticsearch {
+                    es_kind(s, span.clone()).map_err(|(sp, m)| err_at(Some(sp), m))?
+                } else if s.kind == SinkKind::Syslog {
+                    ForwardKind::Syslog(syslog_config(s, &span, &err_at)?)
+                } else if s.kind == SinkKind::Http {
                     let mut headers = Vec::new();
                     if let Some(h) = &s.headers {
                         for (k, v) in h.get_ref() {
@@ -876,6 +1211,7 @@ impl Config {
                             source: s.source.clone(),
                             sourcetype: s.sourcetype.clone().unwrap_or_else(|| "logveil".into()),
                         },
+                        ack: hec_ack(s, span.clone()).map_err(|(sp, m)| err_at(Some(sp), m))?,
                     }
                 };
                 let retry_initial = s.retry_initial.map_or(Duration::from_millis(250), |d| d.0);
@@ -894,11 +1230,13 @@ impl Config {
                     ),
                     name,
                     kind,
-                    url: url.get_ref().clone(),
-                    gzip: s.gzip.unwrap_or(true),
+                    url,
+                    gzip: s.gzip.unwrap_or(s.kind != SinkKind::Syslog),
                     ca_file: s.ca_file.as_deref().map(resolve),
                     server_name: s.server_name.clone(),
                     insecure_skip_verify: s.insecure_skip_verify.unwrap_or(false),
+                    client_cert: s.client_cert.as_deref().map(resolve),
+                    client_key: s.client_key.as_deref().map(resolve),
                     timeout,
                     retry_initial,
                     retry_max,
@@ -906,7 +1244,12 @@ impl Config {
                 continue;
             }
             match s.kind {
-                SinkKind::Http | SinkKind::SplunkHec => unreachable!("handled above"),
+                SinkKind::Http
+                | SinkKind::SplunkHec
+                | SinkKind::Elasticsearch
+                | SinkKind::Syslog => {
+                    unreachable!("handled above")
+                }
                 SinkKind::Archive => {
                     let Some(p) = &s.path else {
                         return Err(err_at(
@@ -937,6 +1280,33 @@ impl Config {
             max_bytes: size(&rs.max_bytes, 1 << 30, 1 << 20, "max_bytes")?,
             segment_bytes: size(&rs.segment_bytes, 16 << 20, 4096, "segment_bytes")?,
             fsync: rs.fsync,
+            key: match &rs.encryption_key_file {
+                None => None,
+                Some(p) => Some(
+                    crate::spool_key::SpoolKey::load(&resolve(p.get_ref())).map_err(|e| {
+                        err_at(Some(p.span()), format!("[spool] encryption_key_file: {e}"))
+                    })?,
+                ),
+            },
+        };
+        let metrics = match raw.metrics {
+            None => None,
+            Some(m) => {
+                let m = m.into_inner();
+                let address = m.address.get_ref().parse().map_err(|e| {
+                    err_at(
+                        Some(m.address.span()),
+                        format!(
+                            "[metrics] address {:?}: {e} (want IP:PORT, like \"127.0.0.1:9598\")",
+                            m.address.get_ref()
+                        ),
+                    )
+                })?;
+                Some(crate::metrics::MetricsConfig {
+                    address,
+                    unhealthy_after: m.unhealthy_after.map_or(Duration::from_secs(300), |d| d.0),
+                })
+            }
         };
         let drain_timeout = rs.drain_timeout.map_or(Duration::from_secs(5), |d| d.0);
         if sinks.is_empty() && forwards.is_empty() {
@@ -964,6 +1334,7 @@ impl Config {
             forwards,
             spool,
             drain_timeout,
+            metrics,
             text: text.to_string(),
         })
     }
@@ -1100,6 +1471,12 @@ pub fn check_config_main(path: &Path) -> ExitCode {
                 f.name
             );
         }
+        if matches!(&f.kind, ForwardKind::Syslog(s) if !s.tls) {
+            eprintln!(
+                "logveil: warning: sink {}: tls = false: syslog messages travel in clear text",
+                f.name
+            );
+        }
     }
     let files = cfg
         .sources
@@ -1207,8 +1584,9 @@ mod tests {
             Path::new(DEFAULT_DATA_DIR).join("dead-letter/splunk_hec-1")
         );
         match &hec.kind {
-            ForwardKind::SplunkHec { token, meta } => {
+            ForwardKind::SplunkHec { token, meta, ack } => {
                 assert_eq!(token, &SecretRef::Env("HEC".into()));
+                assert_eq!(ack, &None);
                 assert_eq!(meta.sourcetype, "logveil");
             }
             other => panic!("{other:?}"),
@@ -1230,6 +1608,101 @@ mod tests {
     }
 
     #[test]
+    fn elasticsearch_and_hec_ack_settings() {
+        let c = parse(&format!(
+            "{MIN}[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"ci-logs\"\napi_key = \"env:ES_KEY\"\n[[sink]]\ntype = \"elasticsearch\"\nname = \"es2\"\nurl = \"https://es:9200\"\nindex = \"logs-ci-default\"\naction = \"index\"\nusername = \"logveil\"\npassword = \"file:es.pw\"\n[[sink]]\ntype = \"splunk_hec\"\nurl = \"https://splunk:8088\"\ntoken = \"env:HEC\"\nindexer_ack = true\nack_interval = \"250ms\"\n"
+        ))
+        .unwrap();
+        let [es, es2, hec] = &c.forwards[..] else {
+            panic!("{:?}", c.forwards)
+        };
+        assert_eq!(es.name, "elasticsearch-1");
+        match &es.kind {
+            ForwardKind::Elasticsearch { meta, auth } => {
+                assert_eq!(meta.index, "ci-logs");
+                assert_eq!(meta.action, crate::sink::encode::BulkAction::Create);
+                assert_eq!(auth, &Some(EsAuth::ApiKey(SecretRef::Env("ES_KEY".into()))));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &es2.kind {
+            ForwardKind::Elasticsearch { meta, auth } => {
+                assert_eq!(meta.action, crate::sink::encode::BulkAction::Index);
+                assert_eq!(
+                    auth,
+                    &Some(EsAuth::Basic {
+                        username: "logveil".into(),
+                        password: SecretRef::File("es.pw".into())
+                    })
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match &hec.kind {
+            ForwardKind::SplunkHec { ack, .. } => assert_eq!(
+                ack,
+                &Some(HecAck {
+                    timeout: Duration::from_secs(300),
+                    interval: Duration::from_millis(250),
+                    max_pending: 8,
+                })
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The commented-out `[[sink]]` tables of config.example.toml, uncommented, parse: the
+    /// documentation names real keys with valid values.
+    #[test]
+    fn example_forwarding_sinks_parse() {
+        let text = include_str!("../config.example.toml");
+        let mut blocks = Vec::new();
+        for block in text.split("\n\n") {
+            if !block.contains("\n# [[sink]]") && !block.starts_with("# [[sink]]") {
+                continue;
+            }
+            let keys: Vec<&str> = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("# "))
+                .filter(|l| {
+                    *l == "[[sink]]"
+                        || l.split_once(" = ").is_some_and(|(k, _)| {
+                            !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                        })
+                })
+                .collect();
+            blocks.push(keys);
+        }
+        assert!(blocks.len() >= 3, "{blocks:?}");
+        let mut kinds = Vec::new();
+        for keys in blocks {
+            // api_key and username/password are alternatives: try each.
+            let variants: Vec<Vec<&str>> = if keys.iter().any(|k| k.starts_with("api_key")) {
+                vec![
+                    keys.iter()
+                        .filter(|k| !k.starts_with("username") && !k.starts_with("password"))
+                        .copied()
+                        .collect(),
+                    keys.iter()
+                        .filter(|k| !k.starts_with("api_key"))
+                        .copied()
+                        .collect(),
+                ]
+            } else {
+                vec![keys]
+            };
+            for v in variants {
+                let toml = v.join("\n");
+                let c = parse(&format!("{MIN}{toml}\n")).unwrap_or_else(|e| panic!("{toml}\n{e}"));
+                kinds.push(format!("{:?}", c.forwards[0].kind));
+            }
+        }
+        assert!(kinds.iter().any(|k| k.starts_with("Elasticsearch")));
+        assert!(kinds.iter().any(|k| k.contains("ack: Some")));
+        assert!(kinds.iter().any(|k| k.starts_with("Syslog")));
+    }
+
+    #[test]
     fn forwarding_sink_mistakes_are_located() {
         let hec = "[[sink]]\ntype = \"splunk_hec\"\nurl = \"https://s:8088\"\n";
         let cases = [
@@ -1246,7 +1719,63 @@ mod tests {
             ),
             (
                 "[[sink]]\ntype = \"archive\"\npath = \"a\"\nurl = \"https://s\"\n".to_string(),
-                "http and splunk_hec",
+                "forwarding sinks (http, splunk_hec, elasticsearch, syslog)",
+            ),
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\n".to_string(),
+                "needs `index`",
+            ),
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"CI\"\n".to_string(),
+                "lowercase",
+            ),
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"ci\"\napi_key = \"s3cr3t-key\"\n".to_string(),
+                "env:NAME",
+            ),
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"ci\"\nusername = \"u\"\n".to_string(),
+                "needs password",
+            ),
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"ci\"\napi_key = \"env:K\"\nusername = \"u\"\npassword = \"env:P\"\n".to_string(),
+                "not both",
+            ),
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"ci\"\ntoken = \"env:T\"\n".to_string(),
+                "splunk_hec",
+            ),
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"ci\"\naction = \"upsert\"\n".to_string(),
+                "upsert",
+            ),
+            (format!("{hec}token = \"env:T\"\napi_key = \"env:K\"\n"), "elasticsearch"),
+            (format!("{hec}token = \"env:T\"\nack_timeout = \"5s\"\n"), "indexer_ack = true"),
+            (
+                format!("{hec}token = \"env:T\"\nindexer_ack = true\nack_timeout = \"1s\"\nack_interval = \"2s\"\n"),
+                "ack_timeout more than ack_interval",
+            ),
+            (
+                "[[sink]]\ntype = \"http\"\nurl = \"https://s/\"\nindexer_ack = true\n".to_string(),
+                "splunk_hec",
+            ),
+            // Keys of one kind refused on the others (the elasticsearch and syslog sinks
+            // were added side by side).
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"ci\"\naddress = \"h:6514\"\n".to_string(),
+                "applies to syslog sinks",
+            ),
+            (
+                "[[sink]]\ntype = \"elasticsearch\"\nurl = \"https://es:9200\"\nindex = \"ci\"\nheaders = { X = \"y\" }\n".to_string(),
+                "applies to http sinks",
+            ),
+            (
+                "[[sink]]\ntype = \"syslog\"\naddress = \"h:6514\"\napi_key = \"env:K\"\n".to_string(),
+                "applies to elasticsearch sinks",
+            ),
+            (
+                "[[sink]]\ntype = \"syslog\"\naddress = \"h:6514\"\nindexer_ack = true\n".to_string(),
+                "applies to splunk_hec sinks",
             ),
             (
                 format!("{hec}token = \"env:T\"\nname = \"a\"\n{hec}token = \"env:T\"\nname = \"a\"\n"),
@@ -1259,6 +1788,77 @@ mod tests {
             let e = parse(&format!("{MIN}{extra}")).unwrap_err();
             assert!(e.msg.contains(want), "{extra}: {e}");
             assert!(!e.to_string().contains("s3cr3t"), "{e}");
+            assert!(e.at.is_some(), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn syslog_sinks_and_client_certificates() {
+        let c = parse(&format!(
+            "{MIN}[[sink]]\ntype = \"syslog\"\naddress = \"siem.example.com:6514\"\nfacility = \"local3\"\nseverity = \"notice\"\nca_file = \"ca.pem\"\nclient_cert = \"agent.pem\"\nclient_key = \"agent.key\"\n[[sink]]\ntype = \"syslog\"\nname = \"plain\"\naddress = \"[::1]:514\"\ntls = false\n"
+        ))
+        .unwrap();
+        let [tls, plain] = &c.forwards[..] else {
+            panic!("{:?}", c.forwards)
+        };
+        assert_eq!(tls.name, "syslog-1");
+        assert_eq!(tls.url, "siem.example.com:6514");
+        assert!(!tls.gzip);
+        assert_eq!(tls.client_key, Some(PathBuf::from("/etc/lv/agent.key")));
+        match (&tls.kind, &plain.kind) {
+            (ForwardKind::Syslog(a), ForwardKind::Syslog(b)) => {
+                assert_eq!(
+                    (a.host.as_str(), a.port, a.tls, a.pri),
+                    ("siem.example.com", 6514, true, 19 * 8 + 5)
+                );
+                assert_eq!(
+                    (b.host.as_str(), b.port, b.tls, b.pri),
+                    ("::1", 514, false, 16 * 8 + 6)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let syslog = "[[sink]]\ntype = \"syslog\"\n";
+        let cases = [
+            (syslog.to_string(), "needs `address`"),
+            (format!("{syslog}address = \"siem\"\n"), "host:port"),
+            (format!("{syslog}address = \"siem:0\"\n"), "host:port"),
+            (
+                format!("{syslog}address = \"s:1\"\nurl = \"https://s\"\n"),
+                "`url` applies to HTTP",
+            ),
+            (
+                format!("{syslog}address = \"s:1\"\ngzip = true\n"),
+                "`gzip`",
+            ),
+            (
+                format!("{syslog}address = \"s:1\"\nfacility = \"local9\"\n"),
+                "local7",
+            ),
+            (
+                format!("{syslog}address = \"s:1\"\nseverity = \"loud\"\n"),
+                "warning",
+            ),
+            (
+                format!("{syslog}address = \"s:1\"\ntls = false\nca_file = \"ca\"\n"),
+                "needs tls = true",
+            ),
+            (
+                format!("{syslog}address = \"s:1\"\nclient_cert = \"c.pem\"\n"),
+                "go together",
+            ),
+            (
+                "[[sink]]\ntype = \"http\"\nurl = \"https://s/\"\naddress = \"s:1\"\n".to_string(),
+                "syslog sinks only",
+            ),
+            (
+                "[[sink]]\ntype = \"archive\"\npath = \"a\"\nclient_key = \"k\"\n".to_string(),
+                "forwarding sinks",
+            ),
+        ];
+        for (extra, want) in cases {
+            let e = parse(&format!("{MIN}{extra}")).unwrap_err();
+            assert!(e.msg.contains(want), "{extra}: {e}");
             assert!(e.at.is_some(), "{extra}: {e}");
         }
     }

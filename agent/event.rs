@@ -129,19 +129,20 @@ impl EventEncoder {
 
     /// Appends one event (and its `\n`) to `out`.
     pub fn encode(&self, offset: u64, line: &[u8], out: &mut Vec<u8>) {
+        match std::str::from_utf8(line) {
+            Ok(s) => self.encode_text(offset, s, false, out),
+            Err(_) => self.encode_text(offset, &String::from_utf8_lossy(line), true, out),
+        }
+    }
+
+    /// Appends one event whose line is already text (`lossy`: it was not valid UTF-8 when
+    /// read): how `verify --export` rebuilds a sealed event from a SIEM's fields.
+    pub fn encode_text(&self, offset: u64, line: &str, lossy: bool, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.prefix);
         out.extend_from_slice(offset.to_string().as_bytes());
         out.extend_from_slice(b",\"line\":");
-        match std::str::from_utf8(line) {
-            Ok(s) => {
-                json_str(s, out);
-                out.extend_from_slice(b"}\n");
-            }
-            Err(_) => {
-                json_str(&String::from_utf8_lossy(line), out);
-                out.extend_from_slice(b",\"lossy\":true}\n");
-            }
-        }
+        json_str(line, out);
+        out.extend_from_slice(if lossy { b",\"lossy\":true}\n" } else { b"}\n" });
     }
 }
 

@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod durable;
 pub mod event;
+pub mod export;
 pub mod keys;
 pub mod pipeline;
 pub mod seal;
@@ -19,3 +20,6 @@ pub mod source;
 pub mod verify;
 // Forwarding (issue 5): durable spool, HTTPS sinks.
 pub mod spool;
+pub mod spool_key;
+// Metrics and health endpoint.
+pub mod metrics;

@@ -166,6 +166,11 @@ pub fn agent_main(config: &Path) -> ExitCode {
     } else {
         let names: Vec<String> = forwarders.iter().map(|f| f.name().to_string()).collect();
         match Spool::open(cfg.spool.clone(), &names) {
+            // A wrong spool key, or encrypted records and no key: the configuration's fault.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                eprintln!("logveil: {e}");
+                return ExitCode::from(2);
+            }
             Ok(s) => {
                 tracing::info!(
                     spool = %s.dir().display(),
@@ -173,6 +178,8 @@ pub fn agent_main(config: &Path) -> ExitCode {
                     bytes = s.bytes(),
                     corrupt = s.replay.corrupt,
                     torn = s.replay.torn,
+                    unauthenticated = s.replay.unauthenticated,
+                    encrypted = cfg.spool.key.is_some(),
                     "spool replayed"
                 );
                 Some(Arc::new(Mutex::new(s)))
@@ -183,6 +190,13 @@ pub fn agent_main(config: &Path) -> ExitCode {
     if let Err(e) = reconcile_chain(&mut state, &sinks, spool.as_deref(), &key) {
         return fail(e);
     }
+    let metrics = match &cfg.metrics {
+        None => None,
+        Some(m) => match crate::metrics::bind(m) {
+            Ok(l) => Some((l, m.clone())),
+            Err(e) => return fail(e),
+        },
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("logveil")
@@ -196,6 +210,7 @@ pub fn agent_main(config: &Path) -> ExitCode {
         sinks,
         forwarders,
         spool,
+        metrics,
     };
     let code = rt.block_on(run(cfg, redactor, key, state, loaded, outputs));
     rt.shutdown_timeout(Duration::from_millis(200));
@@ -326,6 +341,8 @@ struct Outputs {
     sinks: Vec<Sink>,
     forwarders: Vec<Forwarder>,
     spool: Option<Arc<Mutex<Spool>>>,
+    /// The bound `/metrics` endpoint, if configured.
+    metrics: Option<(std::net::TcpListener, crate::metrics::MetricsConfig)>,
 }
 
 async fn run(
@@ -340,6 +357,7 @@ async fn run(
         sinks,
         forwarders,
         spool,
+        metrics,
     } = outputs;
     let (stop_tx, stop_rx) = watch::channel(false);
     // Signals first: from here on SIGTERM means a graceful shutdown.
@@ -353,6 +371,11 @@ async fn run(
             return ExitCode::from(1);
         }
     };
+    let (metrics_stop, metrics_stop_rx) = watch::channel(false);
+    let metrics_task = metrics.map(|(l, m)| {
+        tracing::info!(address = %m.address, "serving /metrics and /health");
+        tokio::spawn(crate::metrics::serve(l, m, spool.clone(), metrics_stop_rx))
+    });
     let activity = Arc::new(Activity::default());
     let origin = Origin::detect(cfg.host.as_deref());
     let (block_tx, block_rx) = mpsc::channel::<Block>(BLOCK_QUEUE);
@@ -464,6 +487,10 @@ async fn run(
         }
     }
     signals.abort();
+    let _ = metrics_stop.send(true);
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     if let Some(i) = idle {
         i.abort();
     }
@@ -593,6 +620,11 @@ async fn seal_loop(
                 to_spool(sp, &sealed, &mut stop, *patience).await?;
                 let _ = tip.send(seq);
             }
+            crate::metrics::global().sealed(
+                batch.content.count,
+                batch.content.payload.len() as u64,
+                &batch.content.masks,
+            );
             tracing::debug!(
                 seq,
                 events = batch.content.count,
@@ -650,12 +682,14 @@ async fn to_spool(
         });
         match r {
             Ok(Ok(())) => {
+                crate::metrics::global().set_spool_full(false);
                 if let Some(t) = full_since {
                     tracing::info!(waited = ?t.elapsed(), "spool has room again: sources resume");
                 }
                 return Ok(());
             }
             Ok(Err(Full)) => {
+                crate::metrics::global().set_spool_full(true);
                 let since = *full_since.get_or_insert_with(|| {
                     tracing::warn!(
                         seq = sealed.seq,

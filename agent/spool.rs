@@ -2,15 +2,26 @@
 //! has acknowledged them, so a SIEM that is down, slow or rejecting loses nothing.
 //!
 //! On disk, a directory of append-only segment files `seg-<first seq, 20 digits>.lvs` and
-//! `acks.json` (the highest seq each sink acknowledged, written atomically). A segment is a
+//! `acks.json` (the highest seq each sink acknowledged, written atomically; with
+//! `fsync = "always"` also synced, file and directory). A segment is a
 //! sequence of records:
 //!
 //! ```text
-//! u32 LE  length of the batch bytes
+//! u32 LE  length of the batch bytes; the top bit set means they are encrypted
 //! u32 LE  CRC32 (IEEE) of the seq bytes followed by the batch bytes
 //! u64 LE  seq
 //! ...     the sealed batch, exactly `length` bytes
 //! ```
+//!
+//! With `[spool] encryption_key_file`, the batch bytes are `nonce || AES-256-GCM ciphertext
+//! || tag` (see [`crate::spool_key`]), authenticated with the segment's first seq and the
+//! record's seq, inside the same CRC frame: the CRC still finds torn writes, the tag finds
+//! a wrong key or a changed or moved record. Fail closed: an encrypted record that does not
+//! authenticate is never forwarded. At start, if no encrypted record authenticates the key
+//! is wrong and the spool refuses to open (the agent does not start); a few failing among
+//! good ones are skipped with an error naming the segment and seq, like CRC failures.
+//! Encrypted records with no key configured also refuse the start. Plaintext records
+//! written before encryption was turned on are still replayed.
 //!
 //! A record is appended (and, with `fsync = "always"`, synced) before the checkpoints of its
 //! lines advance. At start every segment is replayed: a record whose CRC does not match is
@@ -27,15 +38,19 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use crate::durable;
+use crate::spool_key::{SpoolKey, OVERHEAD};
 
 /// Bytes before a record's batch bytes.
 pub const RECORD_HEADER: usize = 16;
 /// Largest record accepted on replay (a corrupt length past it ends the segment).
 const MAX_RECORD: u32 = 1 << 30;
+/// Flag in a record's length word: the batch bytes are encrypted.
+const ENCRYPTED: u32 = 1 << 31;
 const SEGMENT_PREFIX: &str = "seg-";
 const SEGMENT_SUFFIX: &str = ".lvs";
 const ACKS_FILE: &str = "acks.json";
@@ -62,6 +77,8 @@ pub struct SpoolOptions {
     pub segment_bytes: u64,
     /// Sync policy.
     pub fsync: FsyncPolicy,
+    /// Encrypt records with this key (`encryption_key_file`).
+    pub key: Option<SpoolKey>,
 }
 
 /// The spool holds `max_bytes`: wait for the sinks to catch up, then append again.
@@ -82,6 +99,10 @@ struct Loc {
     segment: u64,
     offset: u64,
     len: u32,
+    encrypted: bool,
+    /// When it was appended (for a replayed record: its segment's last write, so the age of
+    /// the oldest undelivered batch is never overstated).
+    at: SystemTime,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -99,6 +120,8 @@ pub struct Replay {
     pub corrupt: u64,
     /// A torn last record was cut away.
     pub torn: bool,
+    /// Encrypted records skipped because they did not authenticate.
+    pub unauthenticated: u64,
 }
 
 /// An open spool.
@@ -130,6 +153,10 @@ fn segment_first(name: &str) -> Option<u64> {
         .flatten()
 }
 
+fn bad_data(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
 fn crc(seq: u64, data: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&seq.to_le_bytes());
@@ -139,8 +166,13 @@ fn crc(seq: u64, data: &[u8]) -> u32 {
 
 /// Encodes one record (header and batch bytes).
 pub fn encode_record(seq: u64, data: &[u8]) -> Vec<u8> {
+    encode_record_flagged(seq, data, false)
+}
+
+fn encode_record_flagged(seq: u64, data: &[u8], encrypted: bool) -> Vec<u8> {
     let mut v = Vec::with_capacity(RECORD_HEADER + data.len());
-    v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    let flag = if encrypted { ENCRYPTED } else { 0 };
+    v.extend_from_slice(&(data.len() as u32 | flag).to_le_bytes());
     v.extend_from_slice(&crc(seq, data).to_le_bytes());
     v.extend_from_slice(&seq.to_le_bytes());
     v.extend_from_slice(data);
@@ -182,8 +214,15 @@ impl Spool {
             opts,
         };
         let n = firsts.len();
+        let mut authenticated = 0u64;
         for (i, first) in firsts.into_iter().enumerate() {
-            spool.replay_segment(first, i + 1 == n)?;
+            authenticated += spool.replay_segment(first, i + 1 == n)?;
+        }
+        if spool.replay.unauthenticated > 0 && authenticated == 0 {
+            return Err(bad_data(format!(
+                "{}: no encrypted record authenticates with [spool] encryption_key_file: it is not the key this spool was written with; refusing to start (use the original key, or move the spool away)",
+                spool.opts.dir.display()
+            )));
         }
         let oldest = spool.index.keys().next().copied();
         for s in sinks {
@@ -199,16 +238,23 @@ impl Spool {
         Ok(spool)
     }
 
-    fn replay_segment(&mut self, first: u64, last: bool) -> io::Result<()> {
+    /// Replays one segment; returns how many encrypted records authenticated.
+    fn replay_segment(&mut self, first: u64, last: bool) -> io::Result<u64> {
         let path = self.opts.dir.join(segment_name(first));
         let mut data = Vec::new();
-        File::open(&path)?.read_to_end(&mut data)?;
+        let mut file = File::open(&path)?;
+        let at = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|_| SystemTime::now());
+        file.read_to_end(&mut data)?;
         let mut off = 0usize;
         let mut last_seq = 0;
+        let mut authenticated = 0;
         while off < data.len() {
             let rest = &data[off..];
             let torn = rest.len() < RECORD_HEADER || {
-                let len = u32::from_le_bytes(rest[0..4].try_into().unwrap());
+                let len = u32::from_le_bytes(rest[0..4].try_into().unwrap()) & !ENCRYPTED;
                 len > MAX_RECORD || rest.len() < RECORD_HEADER + len as usize
             };
             if torn {
@@ -221,21 +267,49 @@ impl Spool {
                 self.replay.torn = true;
                 break;
             }
-            let len = u32::from_le_bytes(rest[0..4].try_into().unwrap());
+            let word = u32::from_le_bytes(rest[0..4].try_into().unwrap());
+            let (len, encrypted) = (word & !ENCRYPTED, word & ENCRYPTED != 0);
             let want = u32::from_le_bytes(rest[4..8].try_into().unwrap());
             let seq = u64::from_le_bytes(rest[8..16].try_into().unwrap());
             let body = &rest[RECORD_HEADER..RECORD_HEADER + len as usize];
             if crc(seq, body) == want {
-                self.index.insert(
-                    seq,
-                    Loc {
-                        segment: first,
-                        offset: (off + RECORD_HEADER) as u64,
-                        len,
-                    },
-                );
+                let usable = match (encrypted, &self.opts.key) {
+                    (false, _) => true,
+                    (true, None) => {
+                        return Err(bad_data(format!(
+                            "{}: record seq {seq} is encrypted but [spool] encryption_key_file is not set; refusing to start",
+                            path.display()
+                        )))
+                    }
+                    (true, Some(k)) => {
+                        let ok = k.open(first, seq, body).is_some();
+                        if ok {
+                            authenticated += 1;
+                        } else {
+                            tracing::error!(
+                                segment = %path.display(),
+                                seq,
+                                "spool: encrypted record does not authenticate (wrong key, or changed on disk); not forwarding it"
+                            );
+                            self.replay.unauthenticated += 1;
+                        }
+                        ok
+                    }
+                };
+                if usable {
+                    self.index.insert(
+                        seq,
+                        Loc {
+                            segment: first,
+                            offset: (off + RECORD_HEADER) as u64,
+                            len,
+                            encrypted,
+                            at,
+                        },
+                    );
+                    self.replay.records += 1;
+                }
                 last_seq = last_seq.max(seq);
-                self.replay.records += 1;
             } else {
                 tracing::warn!(
                     segment = %path.display(),
@@ -264,7 +338,7 @@ impl Spool {
         if last {
             self.append = Some(OpenOptions::new().append(true).open(&path)?);
         }
-        Ok(())
+        Ok(authenticated)
     }
 
     /// Appends sealed batch `seq` (seqs must increase). With `fsync = "always"` it is on disk
@@ -274,7 +348,9 @@ impl Spool {
             return Ok(Ok(()));
         }
         // One batch is always accepted into an empty spool, whatever its size.
-        if self.bytes > 0 && self.bytes + (RECORD_HEADER + data.len()) as u64 > self.opts.max_bytes
+        let overhead = if self.opts.key.is_some() { OVERHEAD } else { 0 };
+        if self.bytes > 0
+            && self.bytes + (RECORD_HEADER + overhead + data.len()) as u64 > self.opts.max_bytes
         {
             return Ok(Err(Full));
         }
@@ -300,7 +376,15 @@ impl Spool {
         }
         let (&first, seg) = self.segments.iter_mut().next_back().expect("a segment");
         let f = self.append.as_mut().expect("an open segment");
-        let rec = encode_record(seq, data);
+        let stored;
+        let (data, encrypted) = match &self.opts.key {
+            Some(k) => {
+                stored = k.seal(first, seq, data).map_err(io::Error::other)?;
+                (&stored[..], true)
+            }
+            None => (data, false),
+        };
+        let rec = encode_record_flagged(seq, data, encrypted);
         f.write_all(&rec)?;
         if self.opts.fsync == FsyncPolicy::Always {
             f.sync_data()?;
@@ -311,6 +395,8 @@ impl Spool {
                 segment: first,
                 offset: seg.len + RECORD_HEADER as u64,
                 len: data.len() as u32,
+                encrypted,
+                at: SystemTime::now(),
             },
         );
         seg.len += rec.len() as u64;
@@ -334,7 +420,23 @@ impl Spool {
         }
         let mut buf = vec![0; loc.len as usize];
         self.readers[&loc.segment].read_exact_at(&mut buf, loc.offset)?;
-        Ok(Some(buf))
+        if !loc.encrypted {
+            return Ok(Some(buf));
+        }
+        let key = self.opts.key.as_ref().expect("checked at open");
+        match key.open(loc.segment, seq, &buf) {
+            Some(plain) => Ok(Some(plain)),
+            None => Err(bad_data(format!(
+                "{}: record seq {seq} no longer authenticates (changed on disk?); not forwarding it",
+                self.segments[&loc.segment].path.display()
+            ))),
+        }
+    }
+
+    /// When the oldest batch that some sink has not acknowledged was appended.
+    pub fn oldest_undelivered(&self) -> Option<SystemTime> {
+        let done = self.acked.values().copied().min()?;
+        self.index.range(done + 1..).next().map(|(_, l)| l.at)
     }
 
     /// The first seq after `after` that the spool holds.
@@ -379,12 +481,18 @@ impl Spool {
             version: 1,
             acked: self.acked.clone(),
         };
-        // Not fsynced: a lost acknowledgement means a batch is sent again (at least once),
-        // never lost; syncing here would cost three fsyncs per batch and sink.
         let path = self.opts.dir.join(ACKS_FILE);
-        let tmp = durable::temp_path(&path);
-        fs::write(&tmp, serde_json::to_vec(&acks).expect("acks serialize"))?;
-        fs::rename(&tmp, &path)?;
+        let json = serde_json::to_vec(&acks).expect("acks serialize");
+        if self.opts.fsync == FsyncPolicy::Always {
+            // Temp file, fsync, rename, fsync the directory: after a power loss the file is
+            // the old or the new acknowledgements, never empty or torn.
+            durable::atomic_write(&path, &json, 0o600)?;
+        } else {
+            // A lost acknowledgement only means a batch is sent again (at least once).
+            let tmp = durable::temp_path(&path);
+            fs::write(&tmp, json)?;
+            fs::rename(&tmp, &path)?;
+        }
         self.collect()
     }
 
@@ -441,6 +549,7 @@ mod tests {
             max_bytes,
             segment_bytes,
             fsync: FsyncPolicy::Always,
+            key: None,
         }
     }
 
@@ -599,5 +708,103 @@ mod tests {
         s.append(1, &batch(1)).unwrap().unwrap();
         drop(s);
         assert_eq!(Spool::open(o, &sinks()).unwrap().replay.records, 1);
+    }
+
+    fn key(b: u8) -> SpoolKey {
+        SpoolKey::from_bytes(&[b; 32]).unwrap()
+    }
+
+    #[test]
+    fn encrypted_records_hide_the_text_replay_with_the_key_and_refuse_another() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = opts(d.path(), 1 << 20, 1 << 30);
+        o.key = Some(key(1));
+        let mut s = Spool::open(o.clone(), &sinks()).unwrap();
+        for seq in 1..=3 {
+            s.append(seq, &batch(seq)).unwrap().unwrap();
+        }
+        assert_eq!(s.read(2).unwrap().unwrap(), batch(2));
+        let seg = s.segment_paths().pop().unwrap();
+        drop(s);
+        let raw = fs::read(&seg).unwrap();
+        assert!(!raw.windows(8).any(|w| w == b"REDACTED"));
+        assert_eq!(raw.len(), 3 * (RECORD_HEADER + OVERHEAD + batch(1).len()));
+
+        let mut s = Spool::open(o.clone(), &sinks()).unwrap();
+        assert_eq!((s.replay.records, s.replay.unauthenticated), (3, 0));
+        assert_eq!(s.read(3).unwrap().unwrap(), batch(3));
+        drop(s);
+
+        let mut wrong = o.clone();
+        wrong.key = Some(key(2));
+        let e = Spool::open(wrong, &sinks()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("not the key"), "{e}");
+        let mut none = o.clone();
+        none.key = None;
+        let e = Spool::open(none, &sinks()).unwrap_err();
+        assert!(e.to_string().contains("seq 1 is encrypted"), "{e}");
+
+        // A record changed on disk with a recomputed CRC: skipped, never returned.
+        let mut data = raw.clone();
+        let rec = RECORD_HEADER + OVERHEAD + batch(1).len();
+        let body = rec + RECORD_HEADER..2 * rec;
+        data[body.start + 20] ^= 1;
+        let c = crc(2, &data[body.clone()]);
+        data[rec + 4..rec + 8].copy_from_slice(&c.to_le_bytes());
+        fs::write(&seg, &data).unwrap();
+        let mut s = Spool::open(o.clone(), &sinks()).unwrap();
+        assert_eq!((s.replay.records, s.replay.unauthenticated), (2, 1));
+        assert!(s.read(2).unwrap().is_none());
+        assert_eq!(s.next_after(1), Some(3));
+        drop(s);
+        // Batch 1's ciphertext put under seq 2 (CRC recomputed): the tag binds it to seq 1.
+        let mut data = raw.clone();
+        let one = raw[RECORD_HEADER..rec].to_vec();
+        data[rec + RECORD_HEADER..2 * rec].copy_from_slice(&one);
+        let c = crc(2, &one);
+        data[rec + 4..rec + 8].copy_from_slice(&c.to_le_bytes());
+        fs::write(&seg, &data).unwrap();
+        let s = Spool::open(o.clone(), &sinks()).unwrap();
+        assert_eq!(s.replay.unauthenticated, 1);
+        drop(s);
+        fs::write(&seg, &raw).unwrap();
+        // The same record copied into another segment does not authenticate there.
+        let other = d.path().join(segment_name(100));
+        fs::write(&other, &raw[..rec]).unwrap();
+        let s = Spool::open(o, &sinks()).unwrap();
+        assert_eq!(s.replay.unauthenticated, 1);
+    }
+
+    #[test]
+    fn plaintext_records_still_replay_once_a_key_is_set() {
+        let d = tempfile::tempdir().unwrap();
+        let o = opts(d.path(), 1 << 20, 1 << 30);
+        let mut s = Spool::open(o.clone(), &sinks()).unwrap();
+        s.append(1, &batch(1)).unwrap().unwrap();
+        drop(s);
+        let mut k = o;
+        k.key = Some(key(1));
+        let mut s = Spool::open(k, &sinks()).unwrap();
+        s.append(2, &batch(2)).unwrap().unwrap();
+        assert_eq!(s.read(1).unwrap().unwrap(), batch(1));
+        assert_eq!(s.read(2).unwrap().unwrap(), batch(2));
+    }
+
+    #[test]
+    fn oldest_undelivered_follows_the_slowest_sink() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(opts(d.path(), 1 << 20, 1 << 30), &sinks()).unwrap();
+        assert!(s.oldest_undelivered().is_none());
+        s.append(1, &batch(1)).unwrap().unwrap();
+        let t1 = s.oldest_undelivered().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        s.append(2, &batch(2)).unwrap().unwrap();
+        s.ack("a", 2).unwrap();
+        assert_eq!(s.oldest_undelivered(), Some(t1));
+        s.ack("b", 1).unwrap();
+        assert!(s.oldest_undelivered().unwrap() > t1);
+        s.ack("b", 2).unwrap();
+        assert!(s.oldest_undelivered().is_none());
     }
 }

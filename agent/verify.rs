@@ -8,6 +8,14 @@
 //! seq and what it means (modified, dropped, inserted, reordered, re-signed); the exit status
 //! is 1 and the last line names the first bad seq.
 //!
+//! `logveil verify FILE --syslog --pubkey FILE` checks what a syslog receiver wrote instead:
+//! the batches are rebuilt from the event and seal messages (see `sink/rfc5424.rs`; copies
+//! resent after a reconnect count once) and checked the same way; a batch whose events or
+//! seal message are not all in the export is reported as incomplete.
+//!
+//! `logveil verify --export FILE [--dead-letter DIR] --pubkey FILE` does the same for batches
+//! rebuilt from an Elasticsearch export (see `export.rs`).
+//!
 //! Limit: removing the newest batches leaves a valid shorter chain. Compare the printed tip
 //! (seq and hash) with one recorded elsewhere (the agent logs it at every stop; the chain
 //! state is in `data_dir/state.json`).
@@ -33,6 +41,8 @@ pub enum Kind {
     Link,
     /// Payload hash, length or count differ from the header.
     Modified,
+    /// Events or the seal of a batch are not in a syslog export.
+    Incomplete,
 }
 
 impl Kind {
@@ -44,6 +54,7 @@ impl Kind {
             Kind::Reordered => "reordered",
             Kind::Link => "broken link",
             Kind::Modified => "modified",
+            Kind::Incomplete => "incomplete",
         }
     }
 }
@@ -72,6 +83,9 @@ pub struct Report {
     pub tip: Option<(u64, String)>,
     /// Files that are not batches (ignored).
     pub ignored: Vec<PathBuf>,
+    /// Remarks that are not problems (resent copies, foreign lines, events taken from the
+    /// dead-letter directory).
+    pub notes: Vec<String>,
 }
 
 /// Checks every batch file in `dir` against `key`.
@@ -87,14 +101,84 @@ pub fn verify_dir(dir: &Path, key: &PublicKey) -> Result<Report, String> {
         }
     }
     files.sort();
-    let mut expected = 1u64;
-    let mut prev: Option<String> = Some(GENESIS_HASH.to_string());
-    for (seq, path) in files {
-        report.batches += 1;
+    let batches = files.into_iter().map(|(seq, path)| {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let bytes = std::fs::read(&path).map_err(|e| (Kind::Malformed, e.to_string()));
+        (seq, name, bytes)
+    });
+    check_chain(batches, key, &mut report);
+    Ok(report)
+}
+
+/// Rebuilds the batches in a syslog receiver's file (one message per line) and checks them.
+pub fn verify_syslog(file: &Path, key: &PublicKey) -> Result<Report, String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let rebuilt = crate::sink::rfc5424::rebuild(text.lines());
+    let mut report = Report::default();
+    if rebuilt.duplicates > 0 {
+        report.notes.push(format!(
+            "{} message(s) arrived more than once (resent after a reconnect); each counted once",
+            rebuilt.duplicates
+        ));
+    }
+    if rebuilt.other_lines > 0 {
+        report.notes.push(format!(
+            "{} line(s) of {} are not logveil messages; ignored",
+            rebuilt.other_lines,
+            file.display()
+        ));
+    }
+    let batches = rebuilt.batches.into_iter().map(|(seq, b)| {
+        use crate::sink::rfc5424::Gap;
+        let b = b.map_err(|g| match g {
+            Gap::Incomplete(m) => (Kind::Incomplete, m),
+            Gap::Malformed(m) => (Kind::Malformed, m),
+        });
+        (seq, format!("batch {seq}"), b)
+    });
+    check_chain(batches, key, &mut report);
+    Ok(report)
+}
+
+/// Checks batches rebuilt from a SIEM export; `dead_letter` supplies events it refused.
+pub fn verify_export(
+    export: &Path,
+    dead_letter: Option<&Path>,
+    key: &PublicKey,
+) -> Result<Report, String> {
+    let rebuilt = crate::export::rebuild(export, dead_letter)?;
+    let mut report = Report {
+        notes: rebuilt.notes,
+        ..Report::default()
+    };
+    if rebuilt.foreign > 0 {
+        report.notes.push(format!(
+            "{} document(s) without logveil fields; not checked",
+            rebuilt.foreign
+        ));
+    }
+    let batches = rebuilt
+        .batches
+        .into_iter()
+        .map(|b| (b.seq, b.name, b.bytes.map_err(|e| (Kind::Malformed, e))));
+    check_chain(batches, key, &mut report);
+    Ok(report)
+}
+
+/// Checks batches given in seq order as (seq, name for messages, the batch file's bytes).
+fn check_chain(
+    batches: impl Iterator<Item = (u64, String, Result<Vec<u8>, (Kind, String)>)>,
+    key: &PublicKey,
+    report: &mut Report,
+) {
+    let mut expected = 1u64;
+    let mut prev: Option<String> = Some(GENESIS_HASH.to_string());
+    for (seq, name, bytes) in batches {
+        report.batches += 1;
         if seq > expected {
             let missing = if seq - expected == 1 {
                 format!("batch {expected} is missing")
@@ -112,10 +196,10 @@ pub fn verify_dir(dir: &Path, key: &PublicKey) -> Result<Report, String> {
         let mut problem = |kind, detail: String| {
             report.problems.push(Problem { seq, kind, detail });
         };
-        let bytes = match std::fs::read(&path) {
+        let bytes = match bytes {
             Ok(b) => b,
-            Err(e) => {
-                problem(Kind::Malformed, format!("{name}: {e}"));
+            Err((kind, e)) => {
+                problem(kind, format!("{name}: {e}"));
                 prev = None;
                 continue;
             }
@@ -180,12 +264,40 @@ pub fn verify_dir(dir: &Path, key: &PublicKey) -> Result<Report, String> {
         prev = Some(hash.clone());
         report.tip = Some((seq, hash));
     }
-    Ok(report)
 }
 
-/// `logveil verify DIR --pubkey FILE`: 0 when the chain is intact, 1 when it is not (or is
-/// empty), 2 when the directory or key cannot be read.
-pub fn verify_main(dir: &Path, pubkey: &Path) -> ExitCode {
+/// `logveil verify DIR --pubkey FILE` (or `FILE --syslog`): 0 when the chain is intact, 1
+/// when it is not (or is empty), 2 when the directory, file or key cannot be read.
+pub fn verify_main(dir: &Path, pubkey: &Path, syslog: bool) -> ExitCode {
+    let what = if syslog {
+        format!("logveil messages in {}", dir.display())
+    } else {
+        format!("batch files in {}", dir.display())
+    };
+    verify_with(pubkey, &what, |key| {
+        if syslog {
+            verify_syslog(dir, key)
+        } else {
+            verify_dir(dir, key)
+        }
+    })
+}
+
+/// `logveil verify --export FILE [--dead-letter DIR] --pubkey FILE`: as [`verify_main`] for
+/// batches rebuilt from a SIEM export; 2 also when a line of the export is not JSON.
+pub fn verify_export_main(export: &Path, dead_letter: Option<&Path>, pubkey: &Path) -> ExitCode {
+    verify_with(pubkey, &format!("batches in {}", export.display()), |key| {
+        verify_export(export, dead_letter, key)
+    })
+}
+
+/// Loads the key, runs `check` and prints the report; `what` names what was looked for
+/// when nothing was found.
+fn verify_with(
+    pubkey: &Path,
+    what: &str,
+    check: impl FnOnce(&PublicKey) -> Result<Report, String>,
+) -> ExitCode {
     let key = match load_public(pubkey) {
         Ok(k) => k,
         Err(e) => {
@@ -193,7 +305,7 @@ pub fn verify_main(dir: &Path, pubkey: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let report = match verify_dir(dir, &key) {
+    let report = match check(&key) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("logveil: {e}");
@@ -205,6 +317,9 @@ pub fn verify_main(dir: &Path, pubkey: &Path) -> ExitCode {
             "logveil: note: {} is not a batch file; ignored",
             p.display()
         );
+    }
+    for n in &report.notes {
+        println!("note: {n}");
     }
     for p in &report.problems {
         println!("seq {}: {}: {}", p.seq, p.kind.as_str(), p.detail);
@@ -228,7 +343,7 @@ pub fn verify_main(dir: &Path, pubkey: &Path) -> ExitCode {
         );
         ExitCode::from(1)
     } else if report.batches == 0 {
-        println!("FAILED: no batch files in {}", dir.display());
+        println!("FAILED: no {what}");
         ExitCode::from(1)
     } else {
         println!("OK");

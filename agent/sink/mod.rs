@@ -4,6 +4,8 @@
 pub mod archive;
 pub mod encode;
 pub mod forward;
+pub mod rfc5424;
+pub mod syslog;
 
 use std::io;
 

@@ -25,9 +25,11 @@
 //! was noticed waits for it (until the original was read again and `rotate_wait` passed); a
 //! copy still being written (shorter than the head, and a prefix of it) is looked at again
 //! on the next pass. Only files at least `fingerprint_bytes` long are matched by content, and
-//! the tail check means a new log that merely starts like an old one (the same runner
-//! banner) is never skipped into: in doubt a file is read from its start (duplicates, never
-//! a gap).
+//! only lineages of which the last read saw that much are retired: a file truncated before
+//! the agent read `fingerprint_bytes` of it leaves its copy to be read from the start (the
+//! lines already read come twice). The tail check means a new log that merely starts like an
+//! old one (the same runner banner) is never skipped into: in doubt a file is read from its
+//! start (duplicates, never a gap).
 //!
 //! Reads happen on the blocking pool, 64 KiB (and at most `max_events` lines) at a time, and
 //! are redacted there before anything else sees them.

@@ -206,6 +206,7 @@ pub fn redact_block(
     if block.events > 0 {
         block.counts = lr.take_counts();
     }
+    crate::metrics::global().read(input.len() as u64, block.events);
     block
 }
 

@@ -15,6 +15,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::util::*;
 
+// Elasticsearch `_bulk` and HEC indexer acknowledgement; a child module, so it shares this
+// receiver and set-up.
+#[path = "elastic.rs"]
+mod elastic;
+
 const TOKEN: &str = "hec-token-0123456789";
 const SECRET: &str = "AKIAQ3EGRT5YJX7WZL2M";
 
@@ -59,6 +64,28 @@ struct Recv {
     log: Vec<(Instant, u16)>,
     /// Accepted bodies (gunzipped) and their request headers.
     bodies: Vec<(String, String)>,
+    /// `Retry-After` of the 503s as an HTTP date this many seconds ahead (default: `1`).
+    retry_after_date: Option<u64>,
+    /// `_bulk`: the expected `Authorization` value.
+    es_auth: Option<String>,
+    /// `_bulk`: this many items that would be created get 429 instead.
+    item_busy: u32,
+    /// `_bulk`: a document whose message holds this is refused with 400.
+    item_reject: Option<String>,
+    /// `_bulk`: the index, by `_id`.
+    docs: std::collections::BTreeMap<String, Value>,
+    /// `_bulk`: (action, status) of every item answered.
+    items: Vec<(String, u16)>,
+    /// HEC: answer with an `ackId` (needs `X-Splunk-Request-Channel`).
+    hec_ack: bool,
+    /// HEC acks: answer every ack poll `false` while set.
+    acks_held: bool,
+    /// HEC acks: then answer this many polls `false`.
+    ack_false: u32,
+    /// HEC acks: the next `ackId`.
+    next_ack: u64,
+    /// HEC acks: bodies of the ack polls and their request headers.
+    ack_polls: Vec<(String, String)>,
 }
 
 fn respond(r: &mut Recv, headers: &str, body: &[u8]) -> (u16, Vec<u8>) {
@@ -77,6 +104,26 @@ fn respond(r: &mut Recv, headers: &str, body: &[u8]) -> (u16, Vec<u8>) {
         data = body.to_vec();
     }
     let text = String::from_utf8_lossy(&data).into_owned();
+    let path = headers
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or("");
+    if path.starts_with("/_bulk") {
+        let (status, msg) = elastic::bulk(r, headers, &text);
+        r.log.push((Instant::now(), status));
+        return (status, msg);
+    }
+    if path == "/services/collector/ack" {
+        let (status, msg) = elastic::hec_ack_poll(r, headers, &text);
+        r.log.push((Instant::now(), status));
+        return (status, msg);
+    }
+    let channel = headers.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("x-splunk-request-channel:")
+    });
+    let mut ack_msg = String::new();
     let (status, msg) = if !token_ok {
         (401, r#"{"text":"Invalid token","code":4}"#)
     } else if r.busy > 0 {
@@ -84,14 +131,23 @@ fn respond(r: &mut Recv, headers: &str, body: &[u8]) -> (u16, Vec<u8>) {
         (503, r#"{"text":"Server is busy","code":9}"#)
     } else if r.reject.as_deref().is_some_and(|m| text.contains(m)) {
         (400, r#"{"text":"Invalid data format","code":6}"#)
+    } else if r.hec_ack && !channel {
+        (400, r#"{"text":"Data channel is missing","code":10}"#)
     } else {
         for ev in serde_json::Deserializer::from_str(&text).into_iter::<Value>() {
             r.events.push(ev.unwrap());
         }
         r.bodies.push((headers.to_string(), text.clone()));
+        if r.hec_ack {
+            ack_msg = format!(r#"{{"text":"Success","code":0,"ackId":{}}}"#, r.next_ack);
+            r.next_ack += 1;
+        }
         (200, r#"{"text":"Success","code":0}"#)
     };
     r.log.push((Instant::now(), status));
+    if !ack_msg.is_empty() {
+        return (status, ack_msg.into_bytes());
+    }
     (status, msg.as_bytes().to_vec())
 }
 
@@ -129,11 +185,18 @@ async fn serve_conn<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             }
         }
         let body: Vec<u8> = buf.drain(..len).collect();
-        let (status, msg) = respond(&mut state.lock().unwrap(), &headers, &body);
+        let (status, msg, retry_after) = {
+            let mut st = state.lock().unwrap();
+            let (status, msg) = respond(&mut st, &headers, &body);
+            (status, msg, st.retry_after_date)
+        };
         let extra = if status == 503 {
-            "Retry-After: 1\r\n"
+            let v = retry_after.map_or("1".to_string(), |s| {
+                httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(s))
+            });
+            format!("Retry-After: {v}\r\n")
         } else {
-            ""
+            String::new()
         };
         let head = format!(
             "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n",

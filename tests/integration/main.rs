@@ -3,5 +3,8 @@
 mod cli;
 mod filter;
 mod forward;
+mod forward_load;
+mod mtls;
 mod sidecar;
+mod syslog;
 mod util;

@@ -512,7 +512,22 @@ fn copytruncate_rotation_mid_stream_loses_and_repeats_nothing() {
     );
     let agent = sc.start();
     let n = 3000;
+    let mut ar = ArchiveReader::default();
     write_rotating(&sc.p("logs"), n, 700, "t", |path, gen| {
+        // Rotate once the agent has read at least `fingerprint_bytes` (256) of this
+        // generation: the truncation then happens mid-stream (a loaded machine must not let
+        // the writer finish before the agent looks), and the agent knows enough of the content
+        // to recognise its copy. With less, the copy is read from its start by design (see
+        // the next test).
+        let seen = format!(" gen {} ", gen - 1);
+        wait_for("256 bytes of the generation to be read", 20, || {
+            ar.refresh(&sc.archive())
+                .events()
+                .filter(|e| e.line.contains(&seen))
+                .map(|e| e.line.len() + 1)
+                .sum::<usize>()
+                >= 256
+        });
         fs::copy(path, path.with_extension(format!("log.{gen}"))).unwrap();
         fs::OpenOptions::new()
             .write(true)
@@ -521,7 +536,6 @@ fn copytruncate_rotation_mid_stream_loses_and_repeats_nothing() {
             .set_len(0)
             .unwrap();
     });
-    let mut ar = ArchiveReader::default();
     wait_for("every line", 40, || ar.refresh(&sc.archive()).count() >= n);
     // Give a wrongly re-read copy time to show up before counting.
     std::thread::sleep(Duration::from_millis(800));
@@ -533,6 +547,62 @@ fn copytruncate_rotation_mid_stream_loses_and_repeats_nothing() {
     assert!(dups.is_empty(), "lines twice: {dups:?}\n{log}");
     assert_eq!(counts.len(), n, "{log}");
     assert!(log.contains("truncated"), "{log}");
+    sc.assert_verifies();
+}
+
+/// Copytruncate when the agent has read less than `fingerprint_bytes` of the content: that
+/// is too little to tell the copy from a new log that starts the same way, so the copy is
+/// read from its start. Lines may come twice; none may be missing.
+#[test]
+fn copytruncate_before_a_full_fingerprint_repeats_rather_than_loses() {
+    let sc = Sidecar::new("sc-copytrunc-short");
+    sc.config(
+        &sc.file_source("logs/app.log*"),
+        "max_events = 100\nmax_age = \"100ms\"",
+    );
+    let agent = sc.start();
+    let path = sc.p("logs/app.log");
+    let line = |i: usize, gen: u32| {
+        format!("s{i:05} gen {gen} step {i} of the build, with some padding to make lines long enough\n")
+    };
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(line(0, 0).as_bytes()).unwrap();
+    let mut ar = ArchiveReader::default();
+    wait_for("the first line", 20, || {
+        ar.refresh(&sc.archive()).count() >= 1
+    });
+    // The rest of the generation, the copy and the truncation, all within one poll_interval
+    // as a rule (the test holds either way).
+    let rest: String = (1..700).map(|i| line(i, 0)).collect();
+    f.write_all(rest.as_bytes()).unwrap();
+    fs::copy(&path, sc.p("logs/app.log.1")).unwrap();
+    f.set_len(0).unwrap();
+    let next: String = (700..710).map(|i| line(i, 1)).collect();
+    f.write_all(next.as_bytes()).unwrap();
+    wait_for("every line", 40, || {
+        ids(&ar.refresh(&sc.archive()).events().collect::<Vec<_>>()).len() >= 710
+    });
+    let (status, log) = agent.stop();
+    assert_eq!(status.code(), Some(0), "{log}");
+    let evs: Vec<&Ev> = ar.refresh(&sc.archive()).events().collect();
+    let counts = ids(&evs);
+    assert_eq!(counts.len(), 710, "{log}");
+    // Only what the agent can have read before the truncation without a full fingerprint
+    // (lines starting in the first 256 bytes) may come again, and only once more.
+    let twice: Vec<_> = counts.iter().filter(|(_, &c)| c > 1).collect();
+    assert!(
+        twice
+            .iter()
+            .all(
+                |(id, &c)| ["s00000", "s00001", "s00002", "s00003"].contains(&id.as_str())
+                    && c == 2
+            ),
+        "{twice:?}\n{log}"
+    );
     sc.assert_verifies();
 }
 
@@ -803,6 +873,23 @@ fn tampering_is_detected_and_names_the_first_bad_seq() {
     .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("FAILED: first bad seq 1 (bad signature"));
+    // Options of the other verify modes are usage errors with an archive, never ignored.
+    let archive = sc.s("archive");
+    let pubkey = sc.s("keys/seal.pub");
+    for extra in [
+        &["--dead-letter", archive.as_str()][..],
+        &["--syslog", "--export", archive.as_str()][..],
+    ] {
+        let mut args = vec!["verify", archive.as_str(), "--pubkey", pubkey.as_str()];
+        args.extend_from_slice(extra);
+        let out = logveil(&args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -405,6 +405,16 @@ mod matcher_tests {
         small.for_each(&hay, |a, b| want.push((a, b)));
         assert_eq!(got.first(), want.first());
         assert!(got.len() >= 2 && want.len() == 2, "{got:?} {want:?}");
+        // The same bytes are covered, padding of the base64 tail form included.
+        let cover = |spans: &[(usize, usize)]| {
+            let mut c = vec![false; hay.len()];
+            for &(a, b) in spans {
+                c[a..b].iter_mut().for_each(|x| *x = true);
+            }
+            c
+        };
+        assert_eq!(cover(&got), cover(&want), "{got:?} {want:?}");
+        assert!(cover(&got)[hay.iter().position(|&b| b == b'=').unwrap()]);
         assert!(
             !got.iter().any(|&(a, _)| a > 50),
             "value-0300 was never registered"

@@ -63,6 +63,31 @@ fn widen_pipe(fd: RawFd) {
     }
 }
 
+/// Input read ahead while the worker threads redact a block.
+#[derive(Default)]
+struct ReadAhead {
+    data: Vec<u8>,
+    eof: bool,
+    err: Option<io::Error>,
+}
+
+impl ReadAhead {
+    /// Reads what is available now, up to `max` bytes in all, without ever blocking: a
+    /// block's output must not wait for input that has not arrived.
+    fn fill<R: Read>(&mut self, input: &mut R, fd: RawFd, max: usize) {
+        let mut chunk = [0u8; 64 << 10];
+        while !self.eof && self.err.is_none() && self.data.len() < max && input_ready(fd, 0) {
+            let room = (max - self.data.len()).min(chunk.len());
+            match input.read(&mut chunk[..room]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.data.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => self.err = Some(e),
+            }
+        }
+    }
+}
+
 /// Redacts `input` to `output` until end of input.
 pub fn run<R: Read + AsRawFd, W: Write>(
     redactor: &Redactor,
@@ -83,16 +108,28 @@ pub fn run<R: Read + AsRawFd, W: Write>(
     };
     let mut buf = vec![0u8; if threads > 1 { BLOCK } else { BLOCK / 4 }];
     let mut out = Vec::with_capacity(buf.len() + buf.len() / 4);
+    let mut ahead = ReadAhead::default();
     let mut filled = 0;
     let mut bytes = 0u64;
+    let mut eof = false;
     loop {
-        let mut eof = false;
-        loop {
+        // What the last block's workers read ahead comes first.
+        let fresh = !ahead.data.is_empty();
+        buf[filled..filled + ahead.data.len()].copy_from_slice(&ahead.data);
+        filled += ahead.data.len();
+        bytes += ahead.data.len() as u64;
+        ahead.data.clear();
+        eof |= ahead.eof;
+        let mut read_err = ahead.err.take();
+        // With fresh data in hand, only read what is already there: the complete lines
+        // must go out now. Otherwise block for input as usual.
+        let mut may_block = !fresh;
+        while !eof && read_err.is_none() && filled < buf.len() {
+            if !may_block && !input_ready(fd, 0) {
+                break;
+            }
             match input.read(&mut buf[filled..]) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
+                Ok(0) => eof = true,
                 Ok(n) => {
                     filled += n;
                     bytes += n as u64;
@@ -104,35 +141,44 @@ pub fn run<R: Read + AsRawFd, W: Write>(
                     } else {
                         0
                     };
-                    if filled == buf.len() || !input_ready(fd, wait) {
+                    if !input_ready(fd, wait) {
                         break;
                     }
+                    may_block = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // Lines already complete are safe to emit; a partial line is withheld.
-                    process(
-                        redactor,
-                        &mut stream,
-                        &mut scratches,
-                        &buf[..filled],
-                        &mut out,
-                        true,
-                        false,
-                    );
-                    let _ = output.write_all(&out);
-                    return Err(FilterError::Read(e));
-                }
+                Err(e) => read_err = Some(e),
             }
         }
+        if let Some(e) = read_err {
+            // Lines already complete are safe to emit; a partial line is withheld.
+            let mut none = |_: usize| {};
+            process(
+                redactor,
+                &mut stream,
+                &mut scratches,
+                &buf[..filled],
+                &mut out,
+                (true, false),
+                &mut none,
+            );
+            let _ = output.write_all(&out);
+            return Err(FilterError::Read(e));
+        }
+        let full = filled == buf.len();
+        let mut read_ahead = |max: usize| {
+            if !eof {
+                ahead.fill(input, fd, max);
+            }
+        };
         let kept = process(
             redactor,
             &mut stream,
             &mut scratches,
             &buf[..filled],
             &mut out,
-            eof,
-            filled == buf.len(),
+            (eof, full),
+            &mut read_ahead,
         );
         buf.copy_within(filled - kept..filled, 0);
         filled = kept;
@@ -160,14 +206,18 @@ pub fn run<R: Read + AsRawFd, W: Write>(
 /// the next round. A partial last line stays in our buffer rather than in the stream, so
 /// the stream stays at a line start and the next big block can go parallel; only a line
 /// that fills the whole buffer goes to the stream, which redacts it in windows.
+///
+/// `(final_round, buffer_full)`: input ended / the buffer is full. `read_ahead(max)` is
+/// called on this thread while worker threads redact a block, with the room the buffer will
+/// have for input (`max` bytes) once this round's unfinished line moves to its front.
 fn process(
     redactor: &Redactor,
     stream: &mut Stream,
     scratches: &mut [Scratch],
     mut data: &[u8],
     out: &mut Vec<u8>,
-    final_round: bool,
-    buffer_full: bool,
+    (final_round, buffer_full): (bool, bool),
+    read_ahead: &mut dyn FnMut(usize),
 ) -> usize {
     if final_round {
         stream.push(data, out);
@@ -201,7 +251,8 @@ fn process(
         && memchr::memmem::find(block, b"PRIVATE KEY").is_none()
         && memchr::memmem::find(block, b"::add-mask::").is_none();
     if parallel_ok {
-        parallel(redactor, stream, scratches, block, out);
+        let room = BLOCK - (data.len() - take);
+        parallel(redactor, stream, scratches, block, out, || read_ahead(room));
     } else {
         stream.push(block, out);
     }
@@ -209,12 +260,15 @@ fn process(
 }
 
 /// Splits whole lines into one part per thread and redacts them side by side.
+/// All parts run on spawned threads while this one calls `meanwhile` (reading ahead), so
+/// reading the next block overlaps redacting this one.
 fn parallel(
     redactor: &Redactor,
     stream: &mut Stream,
     scratches: &mut [Scratch],
     block: &[u8],
     out: &mut Vec<u8>,
+    meanwhile: impl FnOnce(),
 ) {
     let parts_n = scratches.len();
     let mut bounds = vec![0usize];
@@ -234,13 +288,12 @@ fn parallel(
         })
         .collect();
     std::thread::scope(|s| {
-        let mut jobs = scratches.iter_mut().zip(results.iter_mut()).enumerate();
-        let (_, (scratch0, (o0, c0))) = jobs.next().unwrap();
+        let jobs = scratches.iter_mut().zip(results.iter_mut()).enumerate();
         for (i, (scratch, (o, c))) in jobs {
             let part = &block[bounds[i]..bounds[i + 1]];
             s.spawn(move || redactor.redact_lines(scratch, part, inband, o, c));
         }
-        redactor.redact_lines(scratch0, &block[bounds[0]..bounds[1]], inband, o0, c0);
+        meanwhile();
     });
     let mut counts = Counts::default();
     for (o, c) in &results {

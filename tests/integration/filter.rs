@@ -252,6 +252,54 @@ fn a_line_comes_out_before_stdin_closes() {
     assert!(child.wait().unwrap().success());
 }
 
+/// A burst big enough to be redacted on two threads (while the filter reads ahead), then
+/// one more line with stdin left open: that line must still come out at once, and every
+/// line of the burst exactly once, in order.
+#[test]
+fn after_a_parallel_burst_the_next_line_is_not_held_back() {
+    let mut child = logveil(&["filter", "--threads", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let reader = BufReader::new(child.stdout.take().unwrap());
+    const BURST: usize = 120_000;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let read = std::thread::spawn(move || {
+        let mut n = 0usize;
+        for line in reader.lines() {
+            let line = line.unwrap();
+            if line.starts_with("tail: token") {
+                tx.send((n, line)).unwrap();
+                continue;
+            }
+            assert_eq!(
+                line,
+                format!("{n:08} build step ok, token [REDACTED:github-token] done"),
+                "line {n}"
+            );
+            n += 1;
+        }
+        n
+    });
+    let mut burst = String::new();
+    for i in 0..BURST {
+        burst.push_str(&format!("{i:08} build step ok, token {TOKEN} done\n"));
+    }
+    stdin.write_all(burst.as_bytes()).unwrap();
+    writeln!(stdin, "tail: token {TOKEN}").unwrap();
+    stdin.flush().unwrap();
+    let (before, tail) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the last line stayed in the filter while stdin was open");
+    assert_eq!(before, BURST);
+    assert!(tail.starts_with("tail: token [REDACTED:"), "{tail}");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(read.join().unwrap(), BURST);
+}
+
 #[test]
 fn mask_styles() {
     let dir = TempDir::new("styles");

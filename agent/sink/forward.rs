@@ -927,17 +927,10 @@ impl Forwarder {
             let (seq, bytes) = match next {
                 Ok(Some(x)) => x,
                 Ok(None) => {
-                    if *drain.borrow() && *tip.borrow() <= self.acked(&spool) {
-                        return;
+                    if self.idle(&spool, &mut tip, &mut drain, &mut stop).await {
+                        continue;
                     }
-                    tokio::select! {
-                        r = tip.changed() => if r.is_err() && *drain.borrow() { return },
-                        _ = crate::pipeline::stopped(&mut drain) => {}
-                        _ = crate::pipeline::stopped(&mut stop) => return,
-                    }
-                    // Re-check; also guards against a closed `tip` spinning.
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    continue;
+                    return;
                 }
                 Err(e) => {
                     tracing::error!(sink = %name, error = %e, "reading the spool failed; retrying");
@@ -1037,19 +1030,10 @@ impl Forwarder {
                         .next_after(sent_to)
                         .is_some()
                 });
-                if more {
+                if more || self.idle(&spool, &mut tip, &mut drain, &mut stop).await {
                     continue;
                 }
-                if *drain.borrow() && *tip.borrow() <= self.acked(&spool) {
-                    return;
-                }
-                tokio::select! {
-                    r = tip.changed() => if r.is_err() && *drain.borrow() { return },
-                    _ = crate::pipeline::stopped(&mut drain) => {}
-                    _ = crate::pipeline::stopped(&mut stop) => return,
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                continue;
+                return;
             }
             tokio::select! {
                 _ = tokio::time::sleep(ack.interval) => {}
@@ -1155,6 +1139,28 @@ impl Forwarder {
                 }
             }
         }
+    }
+
+    /// Waits while the spool has nothing more for this sink. `false` when the loop is over:
+    /// `stop`, or `drain` with everything acknowledged (or `tip` closed while draining).
+    async fn idle(
+        &self,
+        spool: &Mutex<Spool>,
+        tip: &mut watch::Receiver<u64>,
+        drain: &mut watch::Receiver<bool>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        if *drain.borrow() && *tip.borrow() <= self.acked(spool) {
+            return false;
+        }
+        tokio::select! {
+            r = tip.changed() => if r.is_err() && *drain.borrow() { return false },
+            _ = crate::pipeline::stopped(drain) => {}
+            _ = crate::pipeline::stopped(stop) => return false,
+        }
+        // Re-check; also guards against a closed `tip` spinning.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        true
     }
 
     fn acked(&self, spool: &Mutex<Spool>) -> u64 {

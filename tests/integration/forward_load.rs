@@ -352,17 +352,14 @@ fn encrypted_spool_hides_the_text_replays_with_the_key_and_refuses_another() {
     assert!(text(&out.stderr).contains("already exists"));
     let keys = s.p("keys");
     let spool_cfg = |k: &str| format!("encryption_key_file = {:?}", keys.join(&k[5..]));
+    // This test's config: only the spool key and the top-level `extra` vary.
+    let configure = |s: &Setup, key: Option<&str>, extra: &str| {
+        let spool = key.map(spool_cfg).unwrap_or_default();
+        config(s, port, &ca, true, "max_events = 50", &spool, extra)
+    };
     let mport = free_port();
     let metrics = format!("[metrics]\naddress = \"127.0.0.1:{mport}\"");
-    config(
-        &s,
-        port,
-        &ca,
-        true,
-        "max_events = 50",
-        &spool_cfg("keys/spool.key"),
-        &metrics,
-    );
+    configure(&s, Some("keys/spool.key"), &metrics);
     const N: u64 = 700;
     write_lines(&s.p("logs/job.log"), N, 80);
     let agent = s.start();
@@ -399,15 +396,7 @@ fn encrypted_spool_hides_the_text_replays_with_the_key_and_refuses_another() {
     );
 
     // Another key: refused, naming the spool; nothing is sent.
-    config(
-        &s,
-        port,
-        &ca,
-        true,
-        "max_events = 50",
-        &spool_cfg("keys/other.key"),
-        "",
-    );
+    configure(&s, Some("keys/other.key"), "");
     let (status, log) = s.start().wait(20);
     assert_eq!(status.code(), Some(2), "{log}");
     assert!(
@@ -415,22 +404,14 @@ fn encrypted_spool_hides_the_text_replays_with_the_key_and_refuses_another() {
         "{log}"
     );
     // No key at all: refused too.
-    config(&s, port, &ca, true, "max_events = 50", "", "");
+    configure(&s, None, "");
     let (status, log) = s.start().wait(20);
     assert_eq!(status.code(), Some(2), "{log}");
     assert!(log.contains("is encrypted but"), "{log}");
     // A key others can read: refused before anything starts, naming the setting.
     let key = s.p("keys/spool.key");
     fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
-    config(
-        &s,
-        port,
-        &ca,
-        true,
-        "max_events = 50",
-        &spool_cfg("keys/spool.key"),
-        "",
-    );
+    configure(&s, Some("keys/spool.key"), "");
     let (status, log) = s.start().wait(20);
     assert_eq!(status.code(), Some(2), "{log}");
     assert!(

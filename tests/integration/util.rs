@@ -118,33 +118,29 @@ impl Agent {
 
     /// SIGTERM, then waits for the exit; fails the test if it takes longer than the
     /// set-up's `stop_within`.
-    pub fn stop(mut self) -> (ExitStatus, String) {
-        let mut child = self.child.take().unwrap();
-        sigterm(&child);
-        let deadline = Instant::now() + self.stop_within;
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return (s, self.log());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("agent did not stop; log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    pub fn stop(self) -> (ExitStatus, String) {
+        sigterm(self.child.as_ref().unwrap());
+        let within = self.stop_within;
+        self.exit_within(within, "stop")
     }
 
     /// Waits for the agent to exit by itself.
-    pub fn wait(mut self, secs: u64) -> (ExitStatus, String) {
+    pub fn wait(self, secs: u64) -> (ExitStatus, String) {
+        self.exit_within(Duration::from_secs(secs), "exit")
+    }
+
+    /// Waits for the exit; past `within`, kills the agent and fails the test ("agent did
+    /// not `what`") with its log.
+    fn exit_within(mut self, within: Duration, what: &str) -> (ExitStatus, String) {
         let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(secs);
+        let deadline = Instant::now() + within;
         loop {
             if let Some(s) = child.try_wait().unwrap() {
                 return (s, self.log());
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("agent did not exit; log:\n{}", self.log());
+                panic!("agent did not {what}; log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }

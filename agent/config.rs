@@ -1021,8 +1021,9 @@ impl Config {
         for (i, s) in raw.sinks.iter().enumerate() {
             let span = s.span();
             let s = s.get_ref();
-            let forward_keys = [
-                ("name", s.name.is_some()),
+            // The keys of the HTTP sinks (http, splunk_hec, elasticsearch): a syslog sink
+            // refuses them all.
+            let http_keys = [
                 ("url", s.url.is_some()),
                 ("token", s.token.is_some()),
                 ("index", s.index.is_some()),
@@ -1031,30 +1032,35 @@ impl Config {
                 ("headers", s.headers.is_some()),
                 ("authorization", s.authorization.is_some()),
                 ("gzip", s.gzip.is_some()),
-                ("ca_file", s.ca_file.is_some()),
-                ("server_name", s.server_name.is_some()),
-                ("insecure_skip_verify", s.insecure_skip_verify.is_some()),
-                ("timeout", s.timeout.is_some()),
-                ("retry_initial", s.retry_initial.is_some()),
-                ("retry_max", s.retry_max.is_some()),
-                ("dead_letter_dir", s.dead_letter_dir.is_some()),
-                ("indexer_ack", s.indexer_ack.is_some()),
-                ("ack_timeout", s.ack_timeout.is_some()),
-                ("ack_interval", s.ack_interval.is_some()),
-                ("max_pending_acks", s.max_pending_acks.is_some()),
-                ("action", s.action.is_some()),
-                ("api_key", s.api_key.is_some()),
-                ("username", s.username.is_some()),
-                ("password", s.password.is_some()),
-                ("client_cert", s.client_cert.is_some()),
-                ("client_key", s.client_key.is_some()),
-                ("address", s.address.is_some()),
-                ("tls", s.tls.is_some()),
-                ("facility", s.facility.is_some()),
-                ("severity", s.severity.is_some()),
             ];
+            let mut forward_keys = [("name", s.name.is_some())]
+                .into_iter()
+                .chain(http_keys)
+                .chain([
+                    ("ca_file", s.ca_file.is_some()),
+                    ("server_name", s.server_name.is_some()),
+                    ("insecure_skip_verify", s.insecure_skip_verify.is_some()),
+                    ("timeout", s.timeout.is_some()),
+                    ("retry_initial", s.retry_initial.is_some()),
+                    ("retry_max", s.retry_max.is_some()),
+                    ("dead_letter_dir", s.dead_letter_dir.is_some()),
+                    ("indexer_ack", s.indexer_ack.is_some()),
+                    ("ack_timeout", s.ack_timeout.is_some()),
+                    ("ack_interval", s.ack_interval.is_some()),
+                    ("max_pending_acks", s.max_pending_acks.is_some()),
+                    ("action", s.action.is_some()),
+                    ("api_key", s.api_key.is_some()),
+                    ("username", s.username.is_some()),
+                    ("password", s.password.is_some()),
+                    ("client_cert", s.client_cert.is_some()),
+                    ("client_key", s.client_key.is_some()),
+                    ("address", s.address.is_some()),
+                    ("tls", s.tls.is_some()),
+                    ("facility", s.facility.is_some()),
+                    ("severity", s.severity.is_some()),
+                ]);
             if s.kind == SinkKind::Archive {
-                if let Some((k, _)) = forward_keys.iter().find(|(_, set)| *set) {
+                if let Some((k, _)) = forward_keys.find(|(_, set)| *set) {
                     return Err(err_at(
                         Some(span),
                         format!(
@@ -1113,16 +1119,7 @@ impl Config {
                     only("password", s.password.is_some(), "elasticsearch")?;
                 }
                 if s.kind == SinkKind::Syslog {
-                    for (k, set) in [
-                        ("url", s.url.is_some()),
-                        ("token", s.token.is_some()),
-                        ("index", s.index.is_some()),
-                        ("source", s.source.is_some()),
-                        ("sourcetype", s.sourcetype.is_some()),
-                        ("headers", s.headers.is_some()),
-                        ("authorization", s.authorization.is_some()),
-                        ("gzip", s.gzip.is_some()),
-                    ] {
+                    for (k, set) in http_keys {
                         only(k, set, "HTTP")?;
                     }
                 } else {

@@ -54,7 +54,7 @@ pub struct HecMeta {
 /// `{"seq":…,"hash":"…","header":<the signed header line, byte for byte>,"signature":"…"}`:
 /// the header is embedded as signed (canonical JSON), so a verifier can cut it out and check
 /// the signature without re-encoding anything.
-fn seal_json(batch: &Sealed, p: &seal::Parsed<'_>, out: &mut Vec<u8>) {
+pub(crate) fn seal_json(batch: &Sealed, p: &seal::Parsed<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(
         format!(
             "{{\"seq\":{},\"hash\":\"{}\",\"header\":",

@@ -673,34 +673,14 @@ impl Forwarder {
                             let n = self.counters.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
                             tracing::error!(sink = %self.cfg.name, status = r.status, auth_failures = n, "the SIEM refuses our credentials; retrying (check the token)");
                         }
-                        let wait = r.retry_after.unwrap_or_else(|| {
-                            backoff(
-                                self.cfg.retry_initial,
-                                self.cfg.retry_max,
-                                attempt,
-                                jitter(),
-                            )
-                        });
+                        let wait = r.retry_after.unwrap_or_else(|| self.backoff(attempt));
                         (wait, format!("HTTP {}", r.status))
                     }
                 },
-                Err(e) => (
-                    backoff(
-                        self.cfg.retry_initial,
-                        self.cfg.retry_max,
-                        attempt,
-                        jitter(),
-                    ),
-                    e,
-                ),
+                Err(e) => (self.backoff(attempt), e),
             };
-            self.counters.failure();
-            tracing::warn!(sink = %self.cfg.name, seq = batch.seq, error = %why, retry_in = ?wait, "delivery failed; will retry");
             attempt = attempt.saturating_add(1);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = crate::pipeline::stopped(stop) => return Err(()),
-            }
+            self.failed_attempt(batch.seq, &why, wait, stop).await?;
         }
     }
 
@@ -746,20 +726,12 @@ impl Forwarder {
             if self.cfg.gzip {
                 body = encode::gzip(&body);
             }
-            let backoff_now = |attempt| {
-                backoff(
-                    self.cfg.retry_initial,
-                    self.cfg.retry_max,
-                    attempt,
-                    jitter(),
-                )
-            };
             self.counters
                 .bytes_sent
                 .fetch_add(body.len() as u64, Ordering::Relaxed);
             let client = self.client.as_mut().expect("an HTTP sink has a client");
             let (wait, why) = match client.post(&self.headers, Bytes::from(body)).await {
-                Err(e) => (backoff_now(attempt), e),
+                Err(e) => (self.backoff(attempt), e),
                 Ok(r) => match classify(r.status) {
                     Verdict::Done => match encode::parse_bulk_response(&r.raw, pending.len()) {
                         // `errors: false`: every item is in.
@@ -797,10 +769,10 @@ impl Forwarder {
                                 first_retry.unwrap_or_default()
                             );
                             pending = retry;
-                            (r.retry_after.unwrap_or_else(|| backoff_now(attempt)), why)
+                            (r.retry_after.unwrap_or_else(|| self.backoff(attempt)), why)
                         }
                         // Unreadable: send every pending item again; ids make that safe.
-                        Err(e) => (backoff_now(attempt), e),
+                        Err(e) => (self.backoff(attempt), e),
                     },
                     Verdict::DeadLetter => {
                         let status = StatusCode::from_u16(r.status)
@@ -817,19 +789,14 @@ impl Forwarder {
                             tracing::error!(sink = %self.cfg.name, status = r.status, auth_failures = n, "the SIEM refuses our credentials; retrying (check api_key or username/password)");
                         }
                         (
-                            r.retry_after.unwrap_or_else(|| backoff_now(attempt)),
+                            r.retry_after.unwrap_or_else(|| self.backoff(attempt)),
                             format!("HTTP {}", r.status),
                         )
                     }
                 },
             };
-            self.counters.failure();
-            tracing::warn!(sink = %self.cfg.name, seq = batch.seq, error = %why, retry_in = ?wait, "delivery failed; will retry");
             attempt = attempt.saturating_add(1);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = crate::pipeline::stopped(stop) => return Err(()),
-            }
+            self.failed_attempt(batch.seq, &why, wait, stop).await?;
         }
         if refused.is_empty() {
             self.counters.delivered(lines(batch));
@@ -927,17 +894,10 @@ impl Forwarder {
             let (seq, bytes) = match next {
                 Ok(Some(x)) => x,
                 Ok(None) => {
-                    if *drain.borrow() && *tip.borrow() <= self.acked(&spool) {
-                        return;
+                    if self.idle(&spool, &mut tip, &mut drain, &mut stop).await {
+                        continue;
                     }
-                    tokio::select! {
-                        r = tip.changed() => if r.is_err() && *drain.borrow() { return },
-                        _ = crate::pipeline::stopped(&mut drain) => {}
-                        _ = crate::pipeline::stopped(&mut stop) => return,
-                    }
-                    // Re-check; also guards against a closed `tip` spinning.
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    continue;
+                    return;
                 }
                 Err(e) => {
                     tracing::error!(sink = %name, error = %e, "reading the spool failed; retrying");
@@ -1037,19 +997,10 @@ impl Forwarder {
                         .next_after(sent_to)
                         .is_some()
                 });
-                if more {
+                if more || self.idle(&spool, &mut tip, &mut drain, &mut stop).await {
                     continue;
                 }
-                if *drain.borrow() && *tip.borrow() <= self.acked(&spool) {
-                    return;
-                }
-                tokio::select! {
-                    r = tip.changed() => if r.is_err() && *drain.borrow() { return },
-                    _ = crate::pipeline::stopped(&mut drain) => {}
-                    _ = crate::pipeline::stopped(&mut stop) => return,
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                continue;
+                return;
             }
             tokio::select! {
                 _ = tokio::time::sleep(ack.interval) => {}
@@ -1155,6 +1106,55 @@ impl Forwarder {
                 }
             }
         }
+    }
+
+    /// The pause before attempt `attempt + 1` when the SIEM named none.
+    fn backoff(&self, attempt: u32) -> Duration {
+        backoff(
+            self.cfg.retry_initial,
+            self.cfg.retry_max,
+            attempt,
+            jitter(),
+        )
+    }
+
+    /// After a failed attempt: counts and logs it, then waits `wait`. `Err` when `stop`
+    /// turns true first.
+    async fn failed_attempt(
+        &self,
+        seq: u64,
+        why: &str,
+        wait: Duration,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), ()> {
+        self.counters.failure();
+        tracing::warn!(sink = %self.cfg.name, seq, error = %why, retry_in = ?wait, "delivery failed; will retry");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => Ok(()),
+            _ = crate::pipeline::stopped(stop) => Err(()),
+        }
+    }
+
+    /// Waits while the spool has nothing more for this sink. `false` when the loop is over:
+    /// `stop`, or `drain` with everything acknowledged (or `tip` closed while draining).
+    async fn idle(
+        &self,
+        spool: &Mutex<Spool>,
+        tip: &mut watch::Receiver<u64>,
+        drain: &mut watch::Receiver<bool>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        if *drain.borrow() && *tip.borrow() <= self.acked(spool) {
+            return false;
+        }
+        tokio::select! {
+            r = tip.changed() => if r.is_err() && *drain.borrow() { return false },
+            _ = crate::pipeline::stopped(drain) => {}
+            _ = crate::pipeline::stopped(stop) => return false,
+        }
+        // Re-check; also guards against a closed `tip` spinning.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        true
     }
 
     fn acked(&self, spool: &Mutex<Spool>) -> u64 {

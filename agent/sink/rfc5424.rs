@@ -24,8 +24,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use serde::Deserialize;
 
 use crate::seal::{self, Sealed};
@@ -224,17 +222,7 @@ pub fn batch_frames(batch: &Sealed, pri: u8) -> Result<Vec<u8>, String> {
     param_num(&mut msg, "count", count);
     msg.extend_from_slice(b"] ");
     // The signed header byte for byte, as in the other sinks' seal events.
-    msg.extend_from_slice(
-        format!(
-            "{{\"seq\":{},\"hash\":\"{}\",\"header\":",
-            batch.seq, batch.hash
-        )
-        .as_bytes(),
-    );
-    msg.extend_from_slice(p.header_line);
-    msg.extend_from_slice(b",\"signature\":\"");
-    msg.extend_from_slice(STANDARD.encode(&p.signature).as_bytes());
-    msg.extend_from_slice(b"\"}");
+    crate::sink::encode::seal_json(batch, &p, &mut msg);
     frame(&mut out, &msg);
     Ok(out)
 }

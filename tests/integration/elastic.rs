@@ -179,7 +179,7 @@ fn verify_export(s: &Setup, export: &Path, dead_letter: Option<&Path>) -> std::p
 
 #[test]
 fn bulk_retries_only_refused_items_dead_letters_a_400_item_and_verifies() {
-    let pki = pki();
+    let pki = pki("es");
     let state = Arc::new(Mutex::new(Recv {
         es_auth: Some(format!("ApiKey {ES_KEY}")),
         // One whole-request 503 whose Retry-After is an HTTP date.
@@ -190,11 +190,11 @@ fn bulk_retries_only_refused_items_dead_letters_a_400_item_and_verifies() {
         ..Recv::default()
     }));
     let port = receiver(&pki, state.clone());
-    let mut s = Setup::new("fwd-es");
+    let mut s = setup("fwd-es");
     let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
     s.dir.write("es.key", format!("{ES_KEY}\n").as_bytes());
     let mport = free_port();
-    s.config_spool(
+    config_spool(&s,
         &format!(
             "type = \"elasticsearch\"\nname = \"es\"\nurl = \"https://localhost:{port}\"\nindex = \"ci-logs\"\napi_key = \"file:es.key\"\nca_file = {ca:?}\n"
         ),
@@ -352,16 +352,16 @@ fn bulk_retries_only_refused_items_dead_letters_a_400_item_and_verifies() {
 
 #[test]
 fn bulk_with_basic_auth_and_index_action() {
-    let pki = pki();
+    let pki = pki("es");
     let state = Arc::new(Mutex::new(Recv {
         es_auth: Some("Basic bG9ndmVpbDpzM2NyM3QtcHc=".into()), // logveil:s3cr3t-pw
         ..Recv::default()
     }));
     let port = receiver(&pki, state.clone());
-    let mut s = Setup::new("fwd-es-basic");
+    let mut s = setup("fwd-es-basic");
     let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
     s.dir.write("es.pw", b"s3cr3t-pw\n");
-    s.config_with(&format!(
+    config_with(&s, &format!(
         "type = \"elasticsearch\"\nurl = \"https://localhost:{port}/\"\nindex = \"logs-ci-default\"\naction = \"index\"\nusername = \"logveil\"\npassword = \"file:es.pw\"\ngzip = false\nca_file = {ca:?}\n"
     ));
     let (offsets, _) = write_lines(&s.p("logs/job.log"), 50, None);
@@ -386,21 +386,6 @@ fn bulk_with_basic_auth_and_index_action() {
 }
 
 /// `acked` of sink `hec` in the spool's acks.json (0 when there is none).
-/// One sample of the agent's `/metrics` on `port`.
-fn metric(port: u16, name: &str) -> Option<f64> {
-    let (_, m) = crate::forward_load::get(port, "/metrics")?;
-    crate::forward_load::sample(&m, name)
-}
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spool_acked(s: &Setup) -> u64 {
     fs::read_to_string(s.p("state/spool/acks.json"))
         .ok()
@@ -436,17 +421,17 @@ fn sent_twice(state: &Mutex<Recv>, seq: u64) -> bool {
 
 #[test]
 fn hec_indexer_ack_holds_the_spool_until_indexed_and_resends() {
-    let pki = pki();
+    let pki = pki("es");
     let state = Arc::new(Mutex::new(Recv {
         hec_ack: true,
         acks_held: true,
         ..Recv::default()
     }));
     let port = receiver(&pki, state.clone());
-    let mut s = Setup::new("fwd-hec-ack");
+    let mut s = setup("fwd-hec-ack");
     let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
     let mport = free_port();
-    s.config_spool(
+    config_spool(&s,
         &format!(
             "type = \"splunk_hec\"\nname = \"hec\"\nurl = \"https://localhost:{port}\"\ntoken = \"env:HEC_TOKEN\"\nca_file = {ca:?}\nindexer_ack = true\nack_interval = \"100ms\"\nack_timeout = \"1s\"\nmax_pending_acks = 2\n"
         ),
@@ -473,8 +458,7 @@ fn hec_indexer_ack_holds_the_spool_until_indexed_and_resends() {
         Some(0.0)
     );
     wait_for("/health to report the sink", 15, || {
-        crate::forward_load::get(mport, "/health")
-            .is_some_and(|(code, b)| code == 503 && b.contains("sink hec"))
+        get(mport, "/health").is_some_and(|(code, b)| code == 503 && b.contains("sink hec"))
     });
     assert!(
         agent
@@ -500,9 +484,7 @@ fn hec_indexer_ack_holds_the_spool_until_indexed_and_resends() {
     };
     // kill -9 before Splunk acknowledged: the spool still holds everything.
     let mut agent = agent;
-    let mut child = agent.child.take().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    agent.kill_9();
     assert_eq!(spool_acked(&s), 0);
 
     // Splunk indexes now, after three more "not yet" answers; the restarted agent sends
@@ -527,10 +509,7 @@ fn hec_indexer_ack_holds_the_spool_until_indexed_and_resends() {
         metric(mport, r#"logveil_sink_lines_delivered_total{sink="hec"}"#)
             == Some(offsets.len() as f64)
     });
-    assert_eq!(
-        crate::forward_load::get(mport, "/health").map(|r| r.0),
-        Some(200)
-    );
+    assert_eq!(get(mport, "/health").map(|r| r.0), Some(200));
     let (status, log) = agent.stop();
     assert!(status.success(), "{log}");
     let after = events_per_seq(&state);

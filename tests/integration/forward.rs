@@ -6,13 +6,13 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
+use crate::receiver::{pki, read_request, server_config, tls_server, Pki};
 use crate::util::*;
 
 // Elasticsearch `_bulk` and HEC indexer acknowledgement; a child module, so it shares this
@@ -22,32 +22,6 @@ mod elastic;
 
 const TOKEN: &str = "hec-token-0123456789";
 const SECRET: &str = "AKIAQ3EGRT5YJX7WZL2M";
-
-struct Pki {
-    ca_pem: String,
-    cert_der: Vec<u8>,
-    key_der: Vec<u8>,
-}
-
-/// A CA and a `localhost` server certificate it signed, made now.
-fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    Pki {
-        ca_pem: ca_cert.pem(),
-        cert_der: leaf.der().to_vec(),
-        key_der: key.serialize_der(),
-    }
-}
 
 /// What the receiver does and saw.
 #[derive(Default)]
@@ -156,35 +130,7 @@ async fn serve_conn<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     state: Arc<Mutex<Recv>>,
 ) {
     let mut buf = Vec::new();
-    loop {
-        let end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            let mut chunk = [0u8; 8192];
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let headers = String::from_utf8_lossy(&buf[..end]).into_owned();
-        let len: usize = headers
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        buf.drain(..end + 4);
-        while buf.len() < len {
-            let mut chunk = [0u8; 65536];
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let body: Vec<u8> = buf.drain(..len).collect();
+    while let Some((headers, body)) = read_request(&mut s, &mut buf).await {
         let (status, msg, retry_after) = {
             let mut st = state.lock().unwrap();
             let (status, msg) = respond(&mut st, &headers, &body);
@@ -210,172 +156,55 @@ async fn serve_conn<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 
 /// Starts the receiver on a free port; returns the port. It runs until the test process ends.
 fn receiver(pki: &Pki, state: Arc<Mutex<Recv>>) -> u16 {
-    use tokio_rustls::rustls;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![pki.cert_der.clone().into()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(pki.key_der.clone().into()),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let (tcp, _) = listener.accept().await.unwrap();
-                let down = state
-                    .lock()
-                    .unwrap()
-                    .down_until
-                    .is_some_and(|t| Instant::now() < t);
-                if down {
-                    drop(tcp);
-                    continue;
-                }
-                let (acceptor, state) = (acceptor.clone(), state.clone());
-                tokio::spawn(async move {
-                    if let Ok(tls) = acceptor.accept(tcp).await {
-                        serve_conn(tls, state).await;
-                    }
-                });
-            }
-        });
-    });
-    port
-}
-
-struct Agent {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(mut self) -> (ExitStatus, String) {
-        let mut child = self.child.take().unwrap();
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
+    let down = {
+        let state = state.clone();
+        move || {
+            state
+                .lock()
+                .unwrap()
+                .down_until
+                .is_some_and(|t| Instant::now() < t)
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return (s, self.log());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("agent did not stop; log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    };
+    tls_server(server_config(pki, false), down, move |tls| {
+        serve_conn(tls, state.clone())
+    })
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// An agent directory whose agents have the HEC token and the `http` sink's authorization
+/// in their environment.
+fn setup(tag: &str) -> Setup {
+    Setup::new(tag)
+        .env("HEC_TOKEN", TOKEN)
+        .env("HTTP_AUTH", &format!("Splunk {TOKEN}"))
 }
 
-struct Setup {
-    dir: TempDir,
-    runs: u32,
+fn config(s: &Setup, port: u16, ca: &Path) {
+    config_with(s, &format!(
+        "type = \"splunk_hec\"\nname = \"hec\"\nurl = \"https://localhost:{port}\"\ntoken = \"env:HEC_TOKEN\"\nindex = \"ci\"\nca_file = {ca:?}\n"
+    ));
 }
 
-impl Setup {
-    fn new(tag: &str) -> Setup {
-        let dir = TempDir::new(tag);
-        let out = logveil(&["keygen", "--out", dir.path().join("keys").to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        fs::create_dir_all(dir.path().join("logs")).unwrap();
-        Setup { dir, runs: 0 }
-    }
+fn config_with(s: &Setup, sink: &str) {
+    config_spool(s, sink, "");
+}
 
-    fn p(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
+fn config_spool(s: &Setup, sink: &str, spool: &str) {
+    s.write_config(
+        "",
+        "max_events = 40\nmax_age = \"200ms\"\n",
+        &format!("drain_timeout = \"1s\"\n{spool}\n"),
+        &format!("{sink}retry_initial = \"50ms\"\nretry_max = \"400ms\"\ntimeout = \"5s\"\n"),
+    );
+}
 
-    fn config(&self, port: u16, ca: &Path) {
-        self.config_with(&format!(
-            "type = \"splunk_hec\"\nname = \"hec\"\nurl = \"https://localhost:{port}\"\ntoken = \"env:HEC_TOKEN\"\nindex = \"ci\"\nca_file = {ca:?}\n"
-        ));
-    }
-
-    fn config_with(&self, sink: &str) {
-        self.config_spool(sink, "");
-    }
-
-    fn config_spool(&self, sink: &str, spool: &str) {
-        let text = format!(
-            r#"data_dir = {data:?}
-[[source]]
-type = "file"
-include = [{logs:?}]
-poll_interval = "50ms"
-[batch]
-max_events = 40
-max_age = "200ms"
-[seal]
-key = "file:{key}"
-[spool]
-drain_timeout = "1s"
-{spool}
-[[sink]]
-{sink}retry_initial = "50ms"
-retry_max = "400ms"
-timeout = "5s"
-"#,
-            data = self.p("state"),
-            logs = self.p("logs/*.log"),
-            key = self.p("keys/seal.key").display(),
-        );
-        self.dir.write("config.toml", text.as_bytes());
-    }
-
-    fn start(&mut self) -> Agent {
-        let log = self.p(&format!("agent-{}.log", self.runs));
-        self.runs += 1;
-        let child = logveil(&["agent", "--config", self.p("config.toml").to_str().unwrap()])
-            .env("HEC_TOKEN", TOKEN)
-            .env("HTTP_AUTH", format!("Splunk {TOKEN}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Agent {
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn dead_letters(&self) -> Vec<PathBuf> {
-        let dir = self.p("state/dead-letter/hec");
-        let mut v: Vec<PathBuf> = fs::read_dir(&dir)
-            .map(|rd| rd.map(|e| e.unwrap().path()).collect())
-            .unwrap_or_default();
-        v.sort();
-        v
-    }
+fn dead_letters(s: &Setup) -> Vec<PathBuf> {
+    let dir = s.p("state/dead-letter/hec");
+    let mut v: Vec<PathBuf> = fs::read_dir(&dir)
+        .map(|rd| rd.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 /// Writes `n` lines (every 7th with a secret, line `poison` with a marker); returns the
@@ -397,14 +226,6 @@ fn write_lines(path: &Path, n: usize, poison: Option<usize>) -> (BTreeSet<u64>, 
     }
     fs::write(path, text).unwrap();
     (offsets, poisoned)
-}
-
-fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }
 
 fn received_offsets(state: &Mutex<Recv>) -> BTreeSet<u64> {
@@ -434,7 +255,7 @@ fn batch_offsets(path: &Path) -> BTreeSet<u64> {
 
 #[test]
 fn hec_down_busy_and_one_rejected_batch_lose_nothing() {
-    let pki = pki();
+    let pki = pki("fwd");
     // The SIEM is down for the first 30 s (connections dropped), as in the issue.
     let state = Arc::new(Mutex::new(Recv {
         down_until: Some(Instant::now() + Duration::from_secs(30)),
@@ -443,17 +264,16 @@ fn hec_down_busy_and_one_rejected_batch_lose_nothing() {
         ..Recv::default()
     }));
     let port = receiver(&pki, state.clone());
-    let mut s = Setup::new("fwd-hec");
+    let mut s = setup("fwd-hec");
     let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
-    s.config(port, &ca);
+    config(&s, port, &ca);
     let (offsets, poisoned) = write_lines(&s.p("logs/job.log"), 400, Some(123));
     let poisoned = poisoned.unwrap();
     let agent = s.start();
 
     wait_for("every line delivered or dead-lettered", 75, || {
         let got = received_offsets(&state);
-        let dead: BTreeSet<u64> = s
-            .dead_letters()
+        let dead: BTreeSet<u64> = dead_letters(&s)
             .iter()
             .filter(|p| p.extension().is_some_and(|e| e == "lvb"))
             .flat_map(|p| batch_offsets(p))
@@ -464,7 +284,7 @@ fn hec_down_busy_and_one_rejected_batch_lose_nothing() {
     assert!(status.success(), "{log}");
 
     // The rejected batch is in the dead-letter directory with its reason, and nowhere else.
-    let dead = s.dead_letters();
+    let dead = dead_letters(&s);
     let batches: Vec<&PathBuf> = dead
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "lvb"))
@@ -521,13 +341,13 @@ fn hec_down_busy_and_one_rejected_batch_lose_nothing() {
 
 #[test]
 fn untrusted_ca_is_refused_and_the_spool_delivers_after_restart() {
-    let pki = pki();
-    let other = self::pki();
+    let pki = pki("fwd");
+    let other = crate::receiver::pki("other");
     let state = Arc::new(Mutex::new(Recv::default()));
     let port = receiver(&pki, state.clone());
-    let mut s = Setup::new("fwd-ca");
+    let mut s = setup("fwd-ca");
     let wrong = s.dir.write("wrong-ca.pem", other.ca_pem.as_bytes());
-    s.config(port, &wrong);
+    config(&s, port, &wrong);
     let (offsets, _) = write_lines(&s.p("logs/job.log"), 100, None);
     let agent = s.start();
     wait_for("a refused TLS handshake", 15, || {
@@ -551,7 +371,7 @@ fn untrusted_ca_is_refused_and_the_spool_delivers_after_restart() {
 
     // With the right CA, the spooled batches are delivered without re-reading the file.
     let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
-    s.config(port, &ca);
+    config(&s, port, &ca);
     let agent = s.start();
     wait_for("the spooled lines", 15, || {
         received_offsets(&state) == offsets
@@ -563,15 +383,15 @@ fn untrusted_ca_is_refused_and_the_spool_delivers_after_restart() {
 
 #[test]
 fn http_ndjson_bodies_carry_the_seal_and_verify() {
-    let pki = pki();
+    let pki = pki("fwd");
     let state = Arc::new(Mutex::new(Recv {
         busy: 1,
         ..Recv::default()
     }));
     let port = receiver(&pki, state.clone());
-    let mut s = Setup::new("fwd-http");
+    let mut s = setup("fwd-http");
     let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
-    s.config_with(&format!(
+    config_with(&s, &format!(
         "type = \"http\"\nurl = \"https://127.0.0.1:{port}/ingest?team=ci\"\nserver_name = \"localhost\"\nca_file = {ca:?}\nheaders = {{ \"X-Team\" = \"ci\" }}\nauthorization = \"env:HTTP_AUTH\"\ngzip = false\n"
     ));
     let (offsets, _) = write_lines(&s.p("logs/job.log"), 300, None);
@@ -646,15 +466,15 @@ fn spool_bytes(dir: &Path) -> u64 {
 
 #[test]
 fn full_spool_pauses_sources_and_kill_9_mid_delivery_loses_nothing() {
-    let pki = pki();
+    let pki = pki("fwd");
     let state = Arc::new(Mutex::new(Recv {
         down_until: Some(Instant::now() + Duration::from_secs(3600)),
         ..Recv::default()
     }));
     let port = receiver(&pki, state.clone());
-    let mut s = Setup::new("fwd-full");
+    let mut s = setup("fwd-full");
     let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
-    s.config_spool(
+    config_spool(&s,
         &format!(
             "type = \"splunk_hec\"\nname = \"hec\"\nurl = \"https://localhost:{port}\"\ntoken = \"env:HEC_TOKEN\"\nca_file = {ca:?}\n"
         ),
@@ -679,9 +499,7 @@ fn full_spool_pauses_sources_and_kill_9_mid_delivery_loses_nothing() {
         state.lock().unwrap().events.len() > 500
     });
     let mut agent = agent;
-    let mut child = agent.child.take().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    agent.kill_9();
     assert!(!agent.log().contains(SECRET));
 
     let agent = s.start();
@@ -698,9 +516,9 @@ fn full_spool_pauses_sources_and_kill_9_mid_delivery_loses_nothing() {
 
 #[test]
 fn check_config_reads_the_token_reference_without_echoing_values() {
-    let s = Setup::new("fwd-check");
-    let ca = s.dir.write("ca.pem", pki().ca_pem.as_bytes());
-    s.config(4443, &ca);
+    let s = setup("fwd-check");
+    let ca = s.dir.write("ca.pem", pki("fwd").ca_pem.as_bytes());
+    config(&s, 4443, &ca);
     let cfg = s.p("config.toml");
     let out = logveil(&["check-config", cfg.to_str().unwrap()])
         .output()
@@ -726,12 +544,12 @@ fn check_config_reads_the_token_reference_without_echoing_values() {
 
 #[test]
 fn wrong_server_name_is_refused() {
-    let pki = pki();
+    let pki = pki("fwd");
     let state = Arc::new(Mutex::new(Recv::default()));
     let port = receiver(&pki, state.clone());
-    let mut s = Setup::new("fwd-name");
+    let mut s = setup("fwd-name");
     let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
-    s.config_with(&format!(
+    config_with(&s, &format!(
         "type = \"splunk_hec\"\nurl = \"https://localhost:{port}\"\nserver_name = \"siem.example.org\"\ntoken = \"env:HEC_TOKEN\"\nca_file = {ca:?}\n"
     ));
     write_lines(&s.p("logs/job.log"), 20, None);

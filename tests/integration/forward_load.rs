@@ -7,40 +7,15 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::receiver::{pki, server_config, tls_server, Pki};
 use crate::util::*;
 
 /// Planted in the input; must never appear in what leaves the agent, its logs or metrics.
 const SECRET: &str = "AKIAQ3EGRT5YJX7WZL2M";
-
-struct Pki {
-    ca_pem: String,
-    cert_der: Vec<u8>,
-    key_der: Vec<u8>,
-}
-
-fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    Pki {
-        ca_pem: ca_cert.pem(),
-        cert_der: leaf.der().to_vec(),
-        key_der: key.serialize_der(),
-    }
-}
 
 /// What the receiver does and saw. Batches are counted once per seq (at-least-once delivery
 /// may repeat one), by the `count` of the seal line that starts every NDJSON body.
@@ -152,172 +127,42 @@ async fn handle(
 
 /// Starts the receiver on a free port; returns the port. It runs until the test process ends.
 fn receiver(pki: &Pki, st: Arc<Recv>) -> u16 {
-    use tokio_rustls::rustls;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![pki.cert_der.clone().into()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(pki.key_der.clone().into()),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let (tcp, _) = listener.accept().await.unwrap();
-                let (acceptor, st) = (acceptor.clone(), st.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let svc = hyper::service::service_fn(move |r| handle(r, st.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                        .await;
-                });
+    tls_server(
+        server_config(pki, false),
+        || false,
+        move |tls| {
+            let st = st.clone();
+            async move {
+                let svc = hyper::service::service_fn(move |r| handle(r, st.clone()));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
             }
-        });
-    });
-    port
+        },
+    )
 }
 
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A receiver (answering 503 to everything while `stalled`) and an agent directory holding
+/// its CA: the receiver's state and port, the directory, the CA file.
+fn receiver_and_setup(tag: &str, stalled: bool) -> (Arc<Recv>, u16, Setup, PathBuf) {
+    let pki = pki(tag);
+    let st = Arc::new(Recv::default());
+    st.stalled.store(stalled, Ordering::Relaxed);
+    let port = receiver(&pki, st.clone());
+    // Large inputs: shutting down may take a while longer than elsewhere.
+    let s = Setup::new(tag).stop_within(30);
+    let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
+    (st, port, s, ca)
 }
 
-/// `GET path` on the metrics endpoint: (status, body).
-pub(crate) fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let status = resp.split(' ').nth(1)?.parse().ok()?;
-    let body = resp.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
-}
-
-/// The value of one sample line of a scrape (`name` includes the labels).
-pub(crate) fn sample(scrape: &str, name: &str) -> Option<f64> {
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
-struct Agent {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    fn stop(mut self) -> (ExitStatus, String) {
-        let mut child = self.child.take().unwrap();
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return (s, self.log());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("agent did not stop; log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for the agent to exit by itself.
-    fn wait(mut self, secs: u64) -> (ExitStatus, String) {
-        let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return (s, self.log());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("agent did not exit; log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-struct Setup {
-    dir: TempDir,
-    runs: u32,
-}
-
-impl Setup {
-    fn new(tag: &str) -> Setup {
-        let dir = TempDir::new(tag);
-        let out = logveil(&["keygen", "--out", dir.path().join("keys").to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        fs::create_dir_all(dir.path().join("logs")).unwrap();
-        Setup { dir, runs: 0 }
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// An `http` sink to the receiver; `extra` goes at the top level (before any table).
-    fn config(&self, port: u16, ca: &Path, gzip: bool, batch: &str, spool: &str, extra: &str) {
-        let text = format!(
-            r#"data_dir = {data:?}
-{extra}
-[[source]]
-type = "file"
-include = [{logs:?}]
-poll_interval = "50ms"
-[batch]
-max_age = "200ms"
-{batch}
-[seal]
-key = "file:{key}"
-[spool]
-drain_timeout = "1s"
-{spool}
-[[sink]]
-type = "http"
+/// An `http` sink to the receiver; `extra` goes at the top level (before any table).
+fn config(s: &Setup, port: u16, ca: &Path, gzip: bool, batch: &str, spool: &str, extra: &str) {
+    s.write_config(
+        &format!("{extra}\n"),
+        &format!("max_age = \"200ms\"\n{batch}\n"),
+        &format!("drain_timeout = \"1s\"\n{spool}\n"),
+        &format!(
+            r#"type = "http"
 name = "siem"
 url = "https://localhost:{port}/ingest"
 ca_file = {ca:?}
@@ -325,28 +170,9 @@ gzip = {gzip}
 retry_initial = "50ms"
 retry_max = "400ms"
 timeout = "20s"
-"#,
-            data = self.p("state"),
-            logs = self.p("logs/*.log"),
-            key = self.p("keys/seal.key").display(),
-        );
-        self.dir.write("config.toml", text.as_bytes());
-    }
-
-    fn start(&mut self) -> Agent {
-        let log = self.p(&format!("agent-{}.log", self.runs));
-        self.runs += 1;
-        let child = logveil(&["agent", "--config", self.p("config.toml").to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Agent {
-            child: Some(child),
-            log,
-        }
-    }
+"#
+        ),
+    );
 }
 
 /// Writes `n` lines of about `width` bytes, every 7th with the secret; returns the bytes.
@@ -367,14 +193,6 @@ fn write_lines(path: &Path, n: u64, width: usize) -> u64 {
     bytes
 }
 
-fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
 fn spool_files(dir: &Path) -> Vec<PathBuf> {
     fs::read_dir(dir)
         .map(|rd| {
@@ -387,14 +205,10 @@ fn spool_files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn metrics_add_up_health_follows_the_sink_and_no_secret_is_exposed() {
-    let pki = pki();
-    let st = Arc::new(Recv::default());
-    st.stalled.store(true, Ordering::Relaxed);
-    let port = receiver(&pki, st.clone());
-    let mut s = Setup::new("metrics");
-    let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
+    let (st, port, mut s, ca) = receiver_and_setup("metrics", true);
     let mport = free_port();
-    s.config(
+    config(
+        &s,
         port,
         &ca,
         true,
@@ -478,14 +292,11 @@ fn metrics_add_up_health_follows_the_sink_and_no_secret_is_exposed() {
 
 #[test]
 fn metrics_address_in_use_is_an_error_naming_it() {
-    let pki = pki();
-    let st = Arc::new(Recv::default());
-    let port = receiver(&pki, st);
-    let mut s = Setup::new("metrics-busy");
-    let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
+    let (_st, port, mut s, ca) = receiver_and_setup("metrics-busy", false);
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mport = taken.local_addr().unwrap().port();
-    s.config(
+    config(
+        &s,
         port,
         &ca,
         true,
@@ -500,7 +311,8 @@ fn metrics_address_in_use_is_an_error_naming_it() {
         "{log}"
     );
     // A malformed address is a config error (exit 2, file:line:col).
-    s.config(
+    config(
+        &s,
         port,
         &ca,
         true,
@@ -521,12 +333,7 @@ fn metrics_address_in_use_is_an_error_naming_it() {
 
 #[test]
 fn encrypted_spool_hides_the_text_replays_with_the_key_and_refuses_another() {
-    let pki = pki();
-    let st = Arc::new(Recv::default());
-    st.stalled.store(true, Ordering::Relaxed);
-    let port = receiver(&pki, st.clone());
-    let mut s = Setup::new("spoolkey");
-    let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
+    let (st, port, mut s, ca) = receiver_and_setup("spoolkey", true);
     for k in ["keys/spool.key", "keys/other.key"] {
         let out = logveil(&["keygen", "--spool-key", s.p(k).to_str().unwrap()])
             .output()
@@ -545,16 +352,14 @@ fn encrypted_spool_hides_the_text_replays_with_the_key_and_refuses_another() {
     assert!(text(&out.stderr).contains("already exists"));
     let keys = s.p("keys");
     let spool_cfg = |k: &str| format!("encryption_key_file = {:?}", keys.join(&k[5..]));
+    // This test's config: only the spool key and the top-level `extra` vary.
+    let configure = |s: &Setup, key: Option<&str>, extra: &str| {
+        let spool = key.map(spool_cfg).unwrap_or_default();
+        config(s, port, &ca, true, "max_events = 50", &spool, extra)
+    };
     let mport = free_port();
     let metrics = format!("[metrics]\naddress = \"127.0.0.1:{mport}\"");
-    s.config(
-        port,
-        &ca,
-        true,
-        "max_events = 50",
-        &spool_cfg("keys/spool.key"),
-        &metrics,
-    );
+    configure(&s, Some("keys/spool.key"), &metrics);
     const N: u64 = 700;
     write_lines(&s.p("logs/job.log"), N, 80);
     let agent = s.start();
@@ -591,14 +396,7 @@ fn encrypted_spool_hides_the_text_replays_with_the_key_and_refuses_another() {
     );
 
     // Another key: refused, naming the spool; nothing is sent.
-    s.config(
-        port,
-        &ca,
-        true,
-        "max_events = 50",
-        &spool_cfg("keys/other.key"),
-        "",
-    );
+    configure(&s, Some("keys/other.key"), "");
     let (status, log) = s.start().wait(20);
     assert_eq!(status.code(), Some(2), "{log}");
     assert!(
@@ -606,21 +404,14 @@ fn encrypted_spool_hides_the_text_replays_with_the_key_and_refuses_another() {
         "{log}"
     );
     // No key at all: refused too.
-    s.config(port, &ca, true, "max_events = 50", "", "");
+    configure(&s, None, "");
     let (status, log) = s.start().wait(20);
     assert_eq!(status.code(), Some(2), "{log}");
     assert!(log.contains("is encrypted but"), "{log}");
     // A key others can read: refused before anything starts, naming the setting.
     let key = s.p("keys/spool.key");
     fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
-    s.config(
-        port,
-        &ca,
-        true,
-        "max_events = 50",
-        &spool_cfg("keys/spool.key"),
-        "",
-    );
+    configure(&s, Some("keys/spool.key"), "");
     let (status, log) = s.start().wait(20);
     assert_eq!(status.code(), Some(2), "{log}");
     assert!(
@@ -646,15 +437,11 @@ fn encrypted_spool_hides_the_text_replays_with_the_key_and_refuses_another() {
 
 #[test]
 fn slow_receiver_gets_everything() {
-    let pki = pki();
-    let st = Arc::new(Recv::default());
+    let (st, port, mut s, ca) = receiver_and_setup("slow", false);
     // About 1 MB/s, body bytes as they come off the socket.
     st.rate.store(1_000_000, Ordering::Relaxed);
-    let port = receiver(&pki, st.clone());
-    let mut s = Setup::new("slow");
-    let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
     // No gzip, so that the throttle applies to every event byte.
-    s.config(port, &ca, false, "max_bytes = \"512KiB\"", "", "");
+    config(&s, port, &ca, false, "max_bytes = \"512KiB\"", "", "");
     const N: u64 = 15_000;
     write_lines(&s.p("logs/job.log"), N, 120);
     let started = Instant::now();
@@ -705,14 +492,10 @@ fn large_input_through_a_stalled_sink_stays_bounded_and_arrives() {
         .unwrap_or(if cfg!(debug_assertions) { 64 } else { 1024 })
         // Sealed events take about twice the input: below this the spool would not fill.
         .max(48);
-    let pki = pki();
-    let st = Arc::new(Recv::default());
-    st.stalled.store(true, Ordering::Relaxed);
-    let port = receiver(&pki, st.clone());
-    let mut s = Setup::new("stall");
-    let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
+    let (st, port, mut s, ca) = receiver_and_setup("stall", true);
     let mport = free_port();
-    s.config(
+    config(
+        &s,
         port,
         &ca,
         true,

@@ -5,6 +5,7 @@ mod filter;
 mod forward;
 mod forward_load;
 mod mtls;
+mod receiver;
 mod sidecar;
 mod syslog;
 mod util;

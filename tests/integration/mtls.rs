@@ -8,87 +8,31 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
-use crate::syslog::pki;
+use crate::receiver::{pki, read_request, server_config, tls_server, Pki};
 use crate::util::*;
 
-/// Starts an HTTPS receiver that requires client certificates from `ca_pem`; answers 200 to
+/// Starts an HTTPS receiver that requires client certificates from `pki`'s CA; answers 200 to
 /// every request and counts the requests. Returns the port.
-fn receiver(pki: &crate::syslog::Pki, requests: Arc<AtomicUsize>) -> u16 {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    use tokio_rustls::rustls;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
-            .build()
-            .unwrap();
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![CertificateDer::from_pem_slice(pki.server_cert.as_bytes()).unwrap()],
-            PrivateKeyDer::from_pem_slice(pki.server_key.as_bytes()).unwrap(),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let (tcp, _) = listener.accept().await.unwrap();
-                let (acceptor, requests) = (acceptor.clone(), requests.clone());
-                tokio::spawn(async move {
-                    let Ok(mut s) = acceptor.accept(tcp).await else {
+fn receiver(pki: &Pki, requests: Arc<AtomicUsize>) -> u16 {
+    tls_server(
+        server_config(pki, true),
+        || false,
+        move |mut s| {
+            let requests = requests.clone();
+            async move {
+                let mut buf = Vec::new();
+                while read_request(&mut s, &mut buf).await.is_some() {
+                    requests.fetch_add(1, Ordering::SeqCst);
+                    let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+                    if s.write_all(ok.as_bytes()).await.is_err() {
                         return;
-                    };
-                    let mut buf = Vec::new();
-                    loop {
-                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                            let mut chunk = [0u8; 8192];
-                            match s.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                            continue;
-                        };
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .map_or(0, |v| v.trim().parse().unwrap());
-                        while buf.len() < end + 4 + len {
-                            let mut chunk = [0u8; 65536];
-                            match s.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        }
-                        buf.drain(..end + 4 + len);
-                        requests.fetch_add(1, Ordering::SeqCst);
-                        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
-                        if s.write_all(ok.as_bytes()).await.is_err() {
-                            return;
-                        }
                     }
-                });
+                }
             }
-        });
-    });
-    port
+        },
+    )
 }
 
 #[test]
@@ -96,11 +40,8 @@ fn http_sink_mtls_client_certificate_is_required_and_accepted() {
     let pki = pki("http-mtls");
     let requests = Arc::new(AtomicUsize::new(0));
     let port = receiver(&pki, requests.clone());
-    let dir = TempDir::new("mtls-http");
-    let out = logveil(&["keygen", "--out", dir.path().join("keys").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = Setup::new("mtls-http");
+    let dir = &s.dir;
     let ca = dir.write("ca.pem", pki.ca_pem.as_bytes());
     let cert = dir.write("client.pem", pki.client_cert.as_bytes());
     let key = dir.write("client.key", pki.client_key.as_bytes());

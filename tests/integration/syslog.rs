@@ -11,9 +11,10 @@ use std::fs;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::receiver::{pki, Pki};
 use crate::util::*;
 
 const SECRET: &str = "AKIAQ3EGRT5YJX7WZL2M";
@@ -38,76 +39,6 @@ fn rsyslogd() -> Option<PathBuf> {
         eprintln!("WARNING: rsyslogd is not installed; skipping the syslog test (CI=true makes this a failure)");
     }
     found
-}
-
-pub(crate) struct Pki {
-    pub(crate) ca_pem: String,
-    pub(crate) server_cert: String,
-    pub(crate) server_key: String,
-    pub(crate) client_cert: String,
-    pub(crate) client_key: String,
-}
-
-/// A CA, a `localhost` server certificate and a client certificate it signed, made now.
-pub(crate) fn pki(tag: &str) -> Pki {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    };
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, format!("logveil test CA {tag}"));
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf = |names: Vec<String>, eku: ExtendedKeyUsagePurpose, cn: &str| {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(names).unwrap();
-        p.extended_key_usages = vec![eku];
-        p.distinguished_name.push(DnType::CommonName, cn);
-        let cert = p.signed_by(&key, &issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (server_cert, server_key) = leaf(
-        vec!["localhost".into()],
-        ExtendedKeyUsagePurpose::ServerAuth,
-        "localhost",
-    );
-    let (client_cert, client_key) = leaf(
-        vec!["ci-agent".into()],
-        ExtendedKeyUsagePurpose::ClientAuth,
-        "ci-agent",
-    );
-    Pki {
-        ca_pem: ca_cert.pem(),
-        server_cert,
-        server_key,
-        client_cert,
-        client_key,
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-fn sigterm(child: &Child) {
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
 }
 
 /// An rsyslogd of this test: TLS listener on 127.0.0.1:`port`, messages to `received`.
@@ -224,122 +155,37 @@ impl Drop for Rsyslog {
     }
 }
 
-struct Agent {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(mut self) -> (ExitStatus, String) {
-        let mut child = self.child.take().unwrap();
-        sigterm(&child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return (s, self.log());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("agent did not stop; log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// An agent's directory: keys, a log directory it tails, its state.
-struct Setup {
-    dir: TempDir,
-    runs: u32,
-}
-
-impl Setup {
-    fn new(tag: &str) -> Setup {
-        let dir = TempDir::new(tag);
-        let out = logveil(&["keygen", "--out", dir.path().join("keys").to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        fs::create_dir_all(dir.path().join("logs")).unwrap();
-        Setup { dir, runs: 0 }
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// A config with one syslog sink whose extra keys are `sink`.
-    fn config(&self, sink: &str) {
-        let text = format!(
-            r#"data_dir = {data:?}
-[[source]]
-type = "file"
-include = [{logs:?}]
-poll_interval = "50ms"
-[batch]
-max_events = 40
-max_age = "200ms"
-[seal]
-key = "file:{key}"
-[spool]
-drain_timeout = "2s"
-[[sink]]
-type = "syslog"
+/// A config with one syslog sink whose extra keys are `sink`.
+fn config(s: &Setup, sink: &str) {
+    s.write_config(
+        "",
+        "max_events = 40\nmax_age = \"200ms\"\n",
+        "drain_timeout = \"2s\"\n",
+        &format!(
+            r#"type = "syslog"
 name = "rsyslog"
 retry_initial = "50ms"
 retry_max = "500ms"
 timeout = "5s"
-{sink}"#,
-            data = self.p("state"),
-            logs = self.p("logs/*.log"),
-            key = self.p("keys/seal.key").display(),
-        );
-        self.dir.write("config.toml", text.as_bytes());
-    }
+{sink}"#
+        ),
+    );
+}
 
-    fn start(&mut self) -> Agent {
-        let log = self.p(&format!("agent-{}.log", self.runs));
-        self.runs += 1;
-        let child = logveil(&["agent", "--config", self.p("config.toml").to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Agent {
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn verify_syslog(&self, file: &Path) -> (bool, String) {
-        let out = logveil(&[
-            "verify",
-            file.to_str().unwrap(),
-            "--syslog",
-            "--pubkey",
-            self.p("keys/seal.pub").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-        (
-            out.status.success(),
-            format!("{}{}", text(&out.stdout), text(&out.stderr)),
-        )
-    }
+fn verify_syslog(s: &Setup, file: &Path) -> (bool, String) {
+    let out = logveil(&[
+        "verify",
+        file.to_str().unwrap(),
+        "--syslog",
+        "--pubkey",
+        s.p("keys/seal.pub").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    (
+        out.status.success(),
+        format!("{}{}", text(&out.stdout), text(&out.stderr)),
+    )
 }
 
 /// Appends `n` lines, from line number `first`: every 7th holds a secret, every 5th ANSI
@@ -400,7 +246,7 @@ fn syslog_over_tls_to_rsyslog_delivers_every_line_and_verifies() {
     let port = free_port();
     let mport = free_port();
     let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
-    s.config(&format!(
+    config(&s, &format!(
         "address = \"127.0.0.1:{port}\"\nserver_name = \"localhost\"\nca_file = {ca:?}\nfacility = \"local3\"\nseverity = \"notice\"\n[metrics]\naddress = \"127.0.0.1:{mport}\"\n"
     ));
     let log = s.p("logs/job.log");
@@ -432,10 +278,7 @@ fn syslog_over_tls_to_rsyslog_delivers_every_line_and_verifies() {
     });
     // The syslog sink counts what it delivered: lines out equal lines in, and the
     // refused connections before rsyslog was up are counted as retries.
-    let metric = |name: &str| {
-        let (_, m) = crate::forward_load::get(mport, "/metrics")?;
-        crate::forward_load::sample(&m, name)
-    };
+    let metric = |name: &str| metric(mport, name);
     wait_for("lines delivered to add up to lines in", 10, || {
         metric(r#"logveil_sink_lines_delivered_total{sink="rsyslog"}"#) == Some(400.0)
     });
@@ -466,11 +309,11 @@ fn syslog_over_tls_to_rsyslog_delivers_every_line_and_verifies() {
     assert!(!agent_log.contains(SECRET));
     assert!(agent_log.contains("reconnecting"), "{agent_log}");
 
-    let (ok, out) = s.verify_syslog(&rs.received);
+    let (ok, out) = verify_syslog(&s, &rs.received);
     assert!(ok, "{out}");
     assert!(out.contains("OK"), "{out}");
     // rsyslog's RFC 5424 output template (reformatted header, structured data kept) too.
-    let (ok, out) = s.verify_syslog(&rdir.join("protocol23.log"));
+    let (ok, out) = verify_syslog(&s, &rdir.join("protocol23.log"));
     assert!(ok, "{out}");
 
     // The check can fail: a changed line, and a lost one, are caught.
@@ -480,7 +323,7 @@ fn syslog_over_tls_to_rsyslog_delivers_every_line_and_verifies() {
         .unwrap();
     let changed = received.replace(target, &target.replace("number 41", "number 43"));
     let tampered = s.dir.write("tampered.log", changed.as_bytes());
-    let (ok, out) = s.verify_syslog(&tampered);
+    let (ok, out) = verify_syslog(&s, &tampered);
     assert!(!ok && out.contains("modified"), "{out}");
     let without: String = received
         .lines()
@@ -488,7 +331,7 @@ fn syslog_over_tls_to_rsyslog_delivers_every_line_and_verifies() {
         .map(|l| format!("{l}\n"))
         .collect();
     let lost = s.dir.write("lost.log", without.as_bytes());
-    let (ok, out) = s.verify_syslog(&lost);
+    let (ok, out) = verify_syslog(&s, &lost);
     assert!(!ok && out.contains("incomplete"), "{out}");
 }
 
@@ -496,7 +339,7 @@ fn syslog_over_tls_to_rsyslog_delivers_every_line_and_verifies() {
 fn syslog_wrong_ca_or_server_name_is_refused() {
     let Some(bin) = rsyslogd() else { return };
     let pki = pki("real");
-    let other = self::pki("other");
+    let other = crate::receiver::pki("other");
     let port = free_port();
     let mut s = Setup::new("syslog-refused");
     let mut rs = Rsyslog::start(&bin, &s.p("rsyslog"), port, &pki, "anon");
@@ -514,7 +357,7 @@ fn syslog_wrong_ca_or_server_name_is_refused() {
         ),
     ];
     for (sink, why) in cases {
-        s.config(&sink);
+        config(&s, &sink);
         let agent = s.start();
         wait_for("a refused TLS handshake", 15, || {
             agent.log().contains("delivery failed")
@@ -544,7 +387,7 @@ fn syslog_mtls_client_certificate_is_required_and_accepted() {
         format!("address = \"127.0.0.1:{port}\"\nserver_name = \"localhost\"\nca_file = {ca:?}\n");
 
     // Without a client certificate rsyslog refuses the session; nothing is delivered.
-    s.config(&base);
+    config(&s, &base);
     let agent = s.start();
     wait_for("a refused session", 15, || {
         agent.log().contains("delivery failed")
@@ -563,9 +406,10 @@ fn syslog_mtls_client_certificate_is_required_and_accepted() {
     let cert = s.dir.write("client.pem", pki.client_cert.as_bytes());
     let key = s.dir.write("client.key", pki.client_key.as_bytes());
     fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
-    s.config(&format!(
-        "{base}client_cert = {cert:?}\nclient_key = {key:?}\n"
-    ));
+    config(
+        &s,
+        &format!("{base}client_cert = {cert:?}\nclient_key = {key:?}\n"),
+    );
     let out = logveil(&["agent", "--config", s.p("config.toml").to_str().unwrap()])
         .stdin(Stdio::null())
         .output()
@@ -586,7 +430,7 @@ fn syslog_mtls_client_certificate_is_required_and_accepted() {
     let (status, log) = agent.stop();
     assert!(status.success(), "{log}");
     rs.stop();
-    let (ok, out) = s.verify_syslog(&rs.received);
+    let (ok, out) = verify_syslog(&s, &rs.received);
     assert!(ok, "{out}\n{}", rs.internal_log());
 }
 

@@ -58,10 +58,11 @@ pub(crate) struct Anchors {
 }
 
 /// Anchors per Teddy pass. Teddy's cost is mostly verifying its fingerprint hits, and those
-/// grow with the literals sharing one of its buckets: measured on a CI log (99 anchors),
-/// groups of 20-25 in fat (16-bucket, AVX2) Teddy ran the whole anchor search 2x faster than
-/// groups of 64, despite the extra passes; groups of 12 or of 33+ were slower again.
-pub(crate) const GROUP: usize = 24;
+/// grow with the literals sharing one of its buckets: measured on a CI log (10 MB, fat
+/// 16-bucket AVX2 Teddy, best of 7), the built-in packs' 78 anchors took 6.7 ms in passes
+/// of at most 16, 8.6 ms in passes of 20-32 and 10.8 ms in passes of 40-64; with 200 user
+/// rules (124 anchors) 10.6 ms at 16-20, 11.5 ms at 24, 28 ms at 64.
+pub(crate) const GROUP: usize = 16;
 
 /// The anchor search: a few SIMD (Teddy) passes, each over at most [`GROUP`] anchors.
 pub(crate) struct AnchorSearch {

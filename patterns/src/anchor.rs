@@ -116,20 +116,18 @@ impl AnchorSearch {
     }
 
     /// Calls `f(anchor, start)` for each non-overlapping hit, pass by pass.
-    pub(crate) fn for_each_pass(&self, hay: &[u8], mut f: impl FnMut(usize, usize, bool)) {
+    pub(crate) fn for_each_pass(&self, hay: &[u8], mut f: impl FnMut(usize, usize)) {
         for (finder, base) in &self.groups {
-            let mut first = true;
+            let base = *base as usize;
             match finder {
                 Finder::Packed(s) => {
                     for m in s.find_iter(hay) {
-                        f(*base as usize + m.pattern().as_usize(), m.start(), first);
-                        first = false;
+                        f(base + m.pattern().as_usize(), m.start());
                     }
                 }
                 Finder::Dfa(ac) => {
                     for m in ac.find_iter(hay) {
-                        f(*base as usize + m.pattern().as_usize(), m.start(), first);
-                        first = false;
+                        f(base + m.pattern().as_usize(), m.start());
                     }
                 }
             }
@@ -292,7 +290,7 @@ mod tests {
             hay.extend_from_slice(b" filler text ");
         }
         let mut got = Vec::new();
-        search.for_each_pass(&hay, |a, at, _| got.push((a, at)));
+        search.for_each_pass(&hay, |a, at| got.push((a, at)));
         got.sort();
         want.sort();
         assert_eq!(got, want);

@@ -66,7 +66,9 @@ fn widen_pipe(fd: RawFd) {
 /// Input read ahead while the worker threads redact a block.
 #[derive(Default)]
 struct ReadAhead {
-    data: Vec<u8>,
+    /// Read into directly; sized on first use (a block at most).
+    buf: Vec<u8>,
+    len: usize,
     eof: bool,
     err: Option<io::Error>,
 }
@@ -75,16 +77,23 @@ impl ReadAhead {
     /// Reads what is available now, up to `max` bytes in all, without ever blocking: a
     /// block's output must not wait for input that has not arrived.
     fn fill<R: Read>(&mut self, input: &mut R, fd: RawFd, max: usize) {
-        let mut chunk = [0u8; 64 << 10];
-        while !self.eof && self.err.is_none() && self.data.len() < max && input_ready(fd, 0) {
-            let room = (max - self.data.len()).min(chunk.len());
-            match input.read(&mut chunk[..room]) {
+        if self.buf.len() < max {
+            self.buf.resize(max, 0);
+        }
+        while !self.eof && self.err.is_none() && self.len < max && input_ready(fd, 0) {
+            match input.read(&mut self.buf[self.len..max]) {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.data.extend_from_slice(&chunk[..n]),
+                Ok(n) => self.len += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => self.err = Some(e),
             }
         }
+    }
+
+    /// Takes what was read.
+    fn take(&mut self) -> &[u8] {
+        let n = std::mem::take(&mut self.len);
+        &self.buf[..n]
     }
 }
 
@@ -114,11 +123,11 @@ pub fn run<R: Read + AsRawFd, W: Write>(
     let mut eof = false;
     loop {
         // What the last block's workers read ahead comes first.
-        let fresh = !ahead.data.is_empty();
-        buf[filled..filled + ahead.data.len()].copy_from_slice(&ahead.data);
-        filled += ahead.data.len();
-        bytes += ahead.data.len() as u64;
-        ahead.data.clear();
+        let early = ahead.take();
+        let fresh = !early.is_empty();
+        buf[filled..filled + early.len()].copy_from_slice(early);
+        filled += early.len();
+        bytes += early.len() as u64;
         eof |= ahead.eof;
         let mut read_err = ahead.err.take();
         // With fresh data in hand, only read what is already there: the complete lines

@@ -25,9 +25,10 @@ ROOT=$(dirname "$HERE")
 MB=512 RUNS=3 SLOW_MB=64 SEED=42 BUILD=1
 
 usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
-die() { echo "compare.sh: $*" >&2; exit 2; }
+SELF=compare.sh
+# shellcheck source=benches/common.sh
+. "$HERE/common.sh"
 note() { echo "compare.sh: $*" >&2; }
-is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
 
 while [ $# -gt 0 ]; do
     case "$1" in

@@ -30,8 +30,9 @@ ROOT=$(dirname "$HERE")
 MB=64 RUNS=3 SEED=42 BUILD=1
 
 usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
-die() { echo "forward_bench.sh: $*" >&2; exit 2; }
-is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
+SELF=forward_bench.sh
+# shellcheck source=benches/common.sh
+. "$HERE/common.sh"
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -57,11 +58,7 @@ fi
 [ -x "$BIN" ] || die "$BIN is not built"
 [ -x "$RECV" ] || die "$RECV is not built (cargo build --release --example bench_receiver)"
 
-INPUT=$DIR/ci-${MB}mb-seed$SEED.log
-if [ ! -s "$INPUT" ] || [ "$(stat -c %s "$INPUT")" != $((MB << 20)) ]; then
-    echo "forward_bench.sh: generating $INPUT" >&2
-    python3 "$HERE/gen_log.py" "$INPUT" --mb "$MB" --seed "$SEED" >&2 || die "gen_log.py failed"
-fi
+INPUT=$(bench_input "$DIR" "$MB" "$SEED") || exit 2
 LINES=$(wc -l < "$INPUT")
 BYTES=$(stat -c %s "$INPUT")
 
@@ -71,7 +68,6 @@ rm -rf "$WORK" && mkdir -p "$WORK/logs" || die "cannot create $WORK"
 "$BIN" keygen --spool-key "$WORK/keys/spool.key" >/dev/null || die "keygen --spool-key failed"
 ln "$INPUT" "$WORK/logs/input.log" 2>/dev/null || cp "$INPUT" "$WORK/logs/input.log"
 
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 run_filter() {
     local t0 t1

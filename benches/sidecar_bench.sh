@@ -27,8 +27,9 @@ ROOT=$(dirname "$HERE")
 MB=64 RUNS=3 MAX_EVENTS=10000 SEED=42 BUILD=1
 
 usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
-die() { echo "sidecar_bench.sh: $*" >&2; exit 2; }
-is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
+SELF=sidecar_bench.sh
+# shellcheck source=benches/common.sh
+. "$HERE/common.sh"
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -52,11 +53,7 @@ if [ "$BUILD" = 1 ] && [ -z "${LOGVEIL_BIN:-}" ]; then
 fi
 [ -x "$BIN" ] || die "$BIN is not built"
 
-INPUT=$DIR/ci-${MB}mb-seed$SEED.log
-if [ ! -s "$INPUT" ] || [ "$(stat -c %s "$INPUT")" != $((MB << 20)) ]; then
-    echo "sidecar_bench.sh: generating $INPUT" >&2
-    python3 "$HERE/gen_log.py" "$INPUT" --mb "$MB" --seed "$SEED" >&2 || die "gen_log.py failed"
-fi
+INPUT=$(bench_input "$DIR" "$MB" "$SEED") || exit 2
 LINES=$(wc -l < "$INPUT")
 BYTES=$(stat -c %s "$INPUT")
 
@@ -66,7 +63,6 @@ rm -rf "$WORK" && mkdir -p "$WORK/logs" || die "cannot create $WORK"
 # The agent follows a hard link, so the input is not copied and keeps its inode.
 ln "$INPUT" "$WORK/logs/input.log" 2>/dev/null || cp "$INPUT" "$WORK/logs/input.log"
 
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 run_filter() {
     local t0 t1

@@ -1,0 +1,18 @@
+# Shared by the agent benches (sourced, not run): error exit, argument check, median, and
+# the seeded input that compare.sh, sidecar_bench.sh and forward_bench.sh share.
+# The sourcing script sets SELF (its name for messages) and HERE (the benches directory).
+
+die() { echo "$SELF: $*" >&2; exit 2; }
+is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# bench_input DIR MB SEED: prints the path of the generated CI log of MB MiB (made with
+# gen_log.py when missing or of another size).
+bench_input() {
+    local f="$1/ci-${2}mb-seed$3.log"
+    if [ ! -s "$f" ] || [ "$(stat -c %s "$f")" != $(($2 << 20)) ]; then
+        echo "$SELF: generating $f" >&2
+        python3 "$HERE/gen_log.py" "$f" --mb "$2" --seed "$3" >&2 || die "gen_log.py failed"
+    fi
+    echo "$f"
+}

@@ -611,15 +611,19 @@ mod tests {
         assert_eq!(s.segment_paths().len(), 1, "the delivered segment is gone");
     }
 
-    #[test]
-    fn torn_last_record_is_skipped_and_the_rest_replayed() {
-        let d = tempfile::tempdir().unwrap();
-        let mut s = Spool::open(opts(d.path(), 1 << 20, 1 << 30), &sinks()).unwrap();
+    /// A closed spool in `dir` holding batches 1, 2 and 3 in one segment; returns its path.
+    fn segment_of_three(dir: &Path) -> PathBuf {
+        let mut s = Spool::open(opts(dir, 1 << 20, 1 << 30), &sinks()).unwrap();
         for seq in 1..=3 {
             s.append(seq, &batch(seq)).unwrap().unwrap();
         }
-        let seg = s.segment_paths().pop().unwrap();
-        drop(s);
+        s.segment_paths().pop().unwrap()
+    }
+
+    #[test]
+    fn torn_last_record_is_skipped_and_the_rest_replayed() {
+        let d = tempfile::tempdir().unwrap();
+        let seg = segment_of_three(d.path());
         let full = fs::metadata(&seg).unwrap().len();
         // Cut the last record in the middle of its batch bytes.
         let f = OpenOptions::new().write(true).open(&seg).unwrap();
@@ -654,12 +658,7 @@ mod tests {
     #[test]
     fn crc_mismatch_is_skipped() {
         let d = tempfile::tempdir().unwrap();
-        let mut s = Spool::open(opts(d.path(), 1 << 20, 1 << 30), &sinks()).unwrap();
-        for seq in 1..=3 {
-            s.append(seq, &batch(seq)).unwrap().unwrap();
-        }
-        let seg = s.segment_paths().pop().unwrap();
-        drop(s);
+        let seg = segment_of_three(d.path());
         let mut data = fs::read(&seg).unwrap();
         let rec = RECORD_HEADER + batch(1).len();
         data[rec + RECORD_HEADER + 2] ^= 0x20; // a byte of batch 2

@@ -45,6 +45,8 @@ pub struct RedactorBuilder {
     window: usize,
     max_line: usize,
     builtins_error: Option<String>,
+    /// Off only in tests that compare the shape scanner with the DFA it replaces.
+    pub(crate) shapes: bool,
 }
 
 impl Default for RedactorBuilder {
@@ -69,6 +71,7 @@ impl RedactorBuilder {
             window: DEFAULT_WINDOW,
             max_line: DEFAULT_MAX_LINE,
             builtins_error,
+            shapes: true,
         }
     }
 
@@ -207,11 +210,22 @@ impl RedactorBuilder {
         let mut keyword_rules: Vec<Vec<(u32, u32)>> = Vec::new();
         let mut structural_hirs: Vec<Hir> = Vec::new();
         let mut structural_rules: Vec<u32> = Vec::new();
+        let mut shaped_hirs: Vec<Hir> = Vec::new();
+        let mut shaped_rules: Vec<u32> = Vec::new();
+        let (mut shape_cores, mut shape_reach) = (0u8, 0usize);
         let mut byte_rules: Vec<(u8, u32)> = Vec::new();
         for (i, r) in rules.iter().enumerate() {
             if r.def.keywords.is_empty() {
                 if let Some(b) = crate::prefix::rare_required_byte(&r.hir) {
                     byte_rules.push((b, i as u32));
+                    continue;
+                }
+                let cores = crate::shape::cores_for(&r.def.id, &r.def.regex);
+                if let Some(cores) = cores.filter(|_| self.shapes) {
+                    shaped_hirs.push(r.hir.clone());
+                    shaped_rules.push(i as u32);
+                    shape_cores |= cores;
+                    shape_reach = shape_reach.max(r.max_len + 1);
                     continue;
                 }
                 structural_hirs.push(r.hir.clone());
@@ -242,19 +256,12 @@ impl RedactorBuilder {
                     message,
                 }
             })?;
-        let structural = if structural_hirs.is_empty() {
-            None
-        } else {
-            Some(
-                meta::Builder::new()
-                    .configure(regex_config())
-                    .build_many_from_hir(&structural_hirs)
-                    .map_err(|e| Error::Compile {
-                        what: "structural rules".into(),
-                        message: e.to_string(),
-                    })?,
-            )
-        };
+        let structural = RuleSet::new(&structural_hirs, structural_rules, "structural rules")?;
+        let shaped = RuleSet::new(&shaped_hirs, shaped_rules, "shaped rules")?.map(|set| Shaped {
+            set,
+            cores: shape_cores,
+            reach: shape_reach,
+        });
         let known = KnownValues::new(self.known.iter().map(|(v, _)| v.as_slice()));
         let overlap = rules
             .iter()
@@ -281,7 +288,7 @@ impl RedactorBuilder {
                 anchor_overlaps: anchors.overlaps,
                 anchors: anchors.anchors,
                 structural,
-                structural_rules,
+                shaped,
                 byte_rules,
                 known,
                 mask: self.mask.clone(),
@@ -484,8 +491,10 @@ pub(crate) struct Inner {
     pub(crate) anchor_keywords: Vec<Vec<(u32, u32)>>,
     /// Per anchor, the anchors that may start inside one of its occurrences.
     pub(crate) anchor_overlaps: Vec<Vec<(u32, u32)>>,
-    pub(crate) structural: Option<meta::Regex>,
-    pub(crate) structural_rules: Vec<u32>,
+    /// Keywordless rules without a rare byte or a shape: one DFA over every byte.
+    pub(crate) structural: Option<RuleSet>,
+    /// Built-in keywordless rules searched only around their shapes (see [`crate::shape`]).
+    pub(crate) shaped: Option<Shaped>,
     /// Keywordless rules whose every match contains a rare byte: searched only around it.
     pub(crate) byte_rules: Vec<(u8, u32)>,
     pub(crate) known: Option<KnownValues>,
@@ -496,6 +505,36 @@ pub(crate) struct Inner {
     pub(crate) window: usize,
     pub(crate) overlap: usize,
     pub(crate) max_line: usize,
+}
+
+/// Rules searched together with one multi-pattern regex (pattern `i` is rule `rules[i]`).
+pub(crate) struct RuleSet {
+    pub(crate) regex: meta::Regex,
+    pub(crate) rules: Vec<u32>,
+}
+
+impl RuleSet {
+    fn new(hirs: &[Hir], rules: Vec<u32>, what: &str) -> Result<Option<RuleSet>, Error> {
+        if hirs.is_empty() {
+            return Ok(None);
+        }
+        let regex = meta::Builder::new()
+            .configure(regex_config())
+            .build_many_from_hir(hirs)
+            .map_err(|e| Error::Compile {
+                what: what.into(),
+                message: e.to_string(),
+            })?;
+        Ok(Some(RuleSet { regex, rules }))
+    }
+}
+
+/// The shape-scanned rules, the union of their cores, and how far a match can reach from a
+/// core hit on either side.
+pub(crate) struct Shaped {
+    pub(crate) set: RuleSet,
+    pub(crate) cores: u8,
+    pub(crate) reach: usize,
 }
 
 /// A rule as seen from outside (listings, stats).

@@ -19,6 +19,7 @@ mod mask;
 mod prefix;
 pub mod rule;
 mod scan;
+mod shape;
 mod stream;
 pub mod validator;
 mod view;

@@ -8,7 +8,7 @@
 use regex_automata::util::captures::Captures;
 use regex_automata::{meta, Anchored, Input};
 
-use crate::compile::{CompiledRule, Inner, Redactor};
+use crate::compile::{CompiledRule, Inner, Redactor, RuleSet};
 use crate::known::KnownValues;
 use crate::view::view;
 
@@ -29,6 +29,7 @@ pub struct Scratch {
     caches: Vec<meta::Cache>,
     captures: Vec<Option<Captures>>,
     structural_cache: Option<meta::Cache>,
+    shaped_cache: Option<meta::Cache>,
     pending: Vec<Option<(usize, usize)>>,
     touched: Vec<u32>,
 }
@@ -86,7 +87,8 @@ impl Redactor {
                 .iter()
                 .map(|r| r.secret_group.map(|_| r.regex.create_captures()))
                 .collect(),
-            structural_cache: inner.structural.as_ref().map(|s| s.create_cache()),
+            structural_cache: inner.structural.as_ref().map(|s| s.regex.create_cache()),
+            shaped_cache: inner.shaped.as_ref().map(|s| s.set.regex.create_cache()),
             pending: vec![None; inner.rules.len()],
             touched: Vec::new(),
         }
@@ -130,6 +132,7 @@ impl Redactor {
         keyword_pass(inner, scratch, v);
         byte_pass(inner, scratch, v);
         structural_pass(inner, scratch, v);
+        shape_pass(inner, scratch, v);
         let id = inner.known_id as u32;
         for k in inner.known.iter().chain(extra_known) {
             k.for_each(hay, |start, end| {
@@ -382,28 +385,70 @@ fn inside_marker(v: &[u8], at: usize) -> bool {
 
 #[inline(never)]
 fn structural_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
-    let Some(re) = &inner.structural else { return };
+    let Some(set) = &inner.structural else { return };
     let Some(mut cache) = scratch.structural_cache.take() else {
         return;
     };
-    let mut input = Input::new(v);
-    let npat = inner.structural_rules.len();
-    while let Some(m) = re.search_with(&mut cache, &input) {
-        let mut found = structural_candidate(inner, scratch, v, m.pattern().as_usize(), m.start());
+    search_set(set, &mut cache, inner, scratch, v, 0, v.len());
+    scratch.structural_cache = Some(cache);
+}
+
+/// The shaped rules, searched only in windows around core hits (merged when they overlap).
+/// Every match contains a core hit and lies within `reach` of it, so each match is inside
+/// one window, and windows are disjoint: the same matches as one search over `v`.
+#[inline(never)]
+fn shape_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
+    let Some(shaped) = &inner.shaped else { return };
+    let Some(mut cache) = scratch.shaped_cache.take() else {
+        return;
+    };
+    let mut window: Option<(usize, usize)> = None;
+    crate::shape::for_each_hit(v, shaped.cores, |p| {
+        let a = p.saturating_sub(shaped.reach);
+        let b = (p + shaped.reach).min(v.len());
+        match &mut window {
+            Some((_, wb)) if a <= *wb => *wb = b,
+            w => {
+                if let Some((wa, wb)) = w.replace((a, b)) {
+                    search_set(&shaped.set, &mut cache, inner, scratch, v, wa, wb);
+                }
+            }
+        }
+    });
+    if let Some((wa, wb)) = window {
+        search_set(&shaped.set, &mut cache, inner, scratch, v, wa, wb);
+    }
+    scratch.shaped_cache = Some(cache);
+}
+
+/// Every accepted match of `set`'s rules starting in `v[from..to]` and ending by `to`.
+fn search_set(
+    set: &RuleSet,
+    cache: &mut meta::Cache,
+    inner: &Inner,
+    scratch: &mut Scratch,
+    v: &[u8],
+    from: usize,
+    to: usize,
+) {
+    let re = &set.regex;
+    let mut input = Input::new(v).range(from..to);
+    let npat = set.rules.len();
+    while let Some(m) = re.search_with(cache, &input) {
+        let pid = m.pattern().as_usize();
+        let mut found = structural_candidate(inner, scratch, v, set.rules[pid], m.start());
         if found.is_none() {
             // The preferred pattern failed validation here; another one may still match at
             // the same start (a card number that is not a phone number...).
-            let mut anchored = Input::new(v)
-                .range(m.start()..v.len())
-                .anchored(Anchored::Yes);
-            for pid in 0..npat {
-                if pid == m.pattern().as_usize() {
+            let mut anchored = input.clone().range(m.start()..to).anchored(Anchored::Yes);
+            for other in 0..npat {
+                if other == pid {
                     continue;
                 }
                 anchored =
-                    anchored.anchored(Anchored::Pattern(regex_automata::PatternID::must(pid)));
-                if re.search_with(&mut cache, &anchored).is_some() {
-                    found = structural_candidate(inner, scratch, v, pid, m.start());
+                    anchored.anchored(Anchored::Pattern(regex_automata::PatternID::must(other)));
+                if re.search_with(cache, &anchored).is_some() {
+                    found = structural_candidate(inner, scratch, v, set.rules[other], m.start());
                     if found.is_some() {
                         break;
                     }
@@ -414,24 +459,22 @@ fn structural_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
             Some(end) => end.max(m.start() + 1),
             None => m.start() + 1,
         };
-        if next >= v.len() {
+        if next >= to {
             break;
         }
         input.set_start(next);
     }
-    scratch.structural_cache = Some(cache);
 }
 
-/// Re-runs structural pattern `pid`'s own regex anchored at `start` (for capture groups),
-/// checks it, and records it. Returns the match end when accepted.
+/// Re-runs rule `ri`'s own regex anchored at `start` (for capture groups), checks it, and
+/// records it. Returns the end of the masked part when accepted.
 fn structural_candidate(
     inner: &Inner,
     scratch: &mut Scratch,
     v: &[u8],
-    pid: usize,
+    ri: u32,
     start: usize,
 ) -> Option<usize> {
-    let ri = inner.structural_rules[pid];
     let rule = &inner.rules[ri as usize];
     // Bound the search by the rule's longest match (+1 for a trailing look-around byte): the
     // capture engine's work and memory grow with the searched length.

@@ -1,0 +1,451 @@
+//! A SIMD scanner for the shapes of the built-in keywordless rules (SSN, ITIN, payment card,
+//! US phone, DEA, MBI, Twilio SID).
+//!
+//! Those rules have no literal to anchor on, and CI logs are full of digits (every GitHub
+//! Actions line starts with a timestamp), so a digit prefilter skips nothing and their lazy
+//! DFA used to walk every byte. Here each 64-byte block is classified with AVX2 into one bit
+//! per byte per class (digit, `-`, upper case...), and each rule's *core* — a short shape that
+//! every match of the rule contains, such as "two digits, `-` or space, four digits" — is
+//! found with shifts and ANDs over those bit masks, 64 positions at a time. The rules'
+//! regexes then run only in a window around each core hit.
+//!
+//! Soundness rests on each core being implied by its rule's regex. That holds for the exact
+//! built-in regexes only, so a rule is covered only when its id *and* regex are the built-in
+//! pack's (a user rule with the same id but another pattern stays on the DFA path), and a
+//! property test compares this path with the whole-buffer DFA on shape-rich random text.
+
+/// "Two digits, `-` or space, four digits": every SSN / ITIN (`DDD-DD-DDDD`), every grouped
+/// card number (`DDDD-DDDD-…`, `DDDD DDDDDD DDDD`) and every phone number whose last
+/// separator is `-` or a space (`…DDD-DDDD`).
+const SEP_DIGITS: u8 = 1;
+/// "Two digits, `.`, four digits, then not a digit": phone numbers ending `DDD.DDDD\b`.
+/// (Without the last condition every fractional timestamp `00.0000852` would be a hit.)
+const DOT_DIGITS: u8 = 2;
+/// `+1`: the international phone form, whose separators are all optional.
+const PLUS_ONE: u8 = 4;
+/// Thirteen digits in a row: ungrouped card numbers.
+const RUN13: u8 = 8;
+/// Upper-case letter, upper-case letter or digit, seven digits: a DEA number (`[A-Z9]` in the
+/// second place, loosened to save a class).
+const DEA: u8 = 16;
+/// The end of an MBI: digit, optional `-` (loosened: or space), two upper-case letters, two
+/// digits, not a word byte.
+const MBI: u8 = 32;
+/// Two upper-case letters and four lower-case hex digits: the start of a Twilio API key SID
+/// (`SK…`, loosened to any two capitals to save two classes).
+const TWILIO: u8 = 64;
+
+/// Built-in rule ids the scanner covers and the cores that every one of their matches
+/// contains (`ripgrep`-style: a necessary condition, not a match).
+const COVERED: &[(&str, u8)] = &[
+    ("ssn", SEP_DIGITS),
+    ("itin", SEP_DIGITS),
+    ("payment-card", SEP_DIGITS | RUN13),
+    ("phone-us", SEP_DIGITS | DOT_DIGITS | PLUS_ONE),
+    ("dea-number", DEA),
+    ("mbi", MBI),
+    ("twilio-api-key", TWILIO),
+];
+
+/// The regex of built-in rule `id`, read from its pack's text (`id = "…"`, then the rule's
+/// `regex = '''…'''` line) rather than by parsing every pack again at start-up. A pack written
+/// another way yields `None`: the rule stays on the DFA path, and the coverage test fails.
+fn builtin_regex(id: &str) -> Option<&'static str> {
+    let key = format!("\nid = \"{id}\"\n");
+    crate::rule::BUILTIN_PACKS.iter().find_map(|(_, text)| {
+        let at = text.find(&key)? + key.len();
+        let rest = &text[at..];
+        let rule_end = rest.find("[[rule]]").unwrap_or(rest.len());
+        let start = rest[..rule_end].find("\nregex = '''")? + "\nregex = '''".len();
+        let len = rest[start..].find("'''")?;
+        Some(&rest[start..start + len])
+    })
+}
+
+/// The cores for a rule, when it is a covered built-in rule and this CPU can run the scanner.
+pub(crate) fn cores_for(id: &str, regex: &str) -> Option<u8> {
+    if !available() {
+        return None;
+    }
+    let &(_, cores) = COVERED.iter().find(|(i, _)| *i == id)?;
+    (builtin_regex(id) == Some(regex)).then_some(cores)
+}
+
+/// Whether the SIMD scanner can run here (x86-64 with AVX2).
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// One bit per byte of a block, per class (the low [`BLOCK`] bits).
+#[derive(Clone, Copy, Default)]
+struct Classes {
+    digit: u64,
+    /// `-` or space.
+    sep: u64,
+    dot: u64,
+    plus: u64,
+    one: u64,
+    upper: u64,
+    /// `[0-9A-Za-z_]`.
+    word: u64,
+    /// `[0-9a-f]`.
+    hex_lower: u64,
+}
+
+/// Bytes per block: one bit per byte in a `u64` mask.
+const BLOCK: usize = 64;
+
+/// Core hits starting in the block `c`, with `n` the classes of the block after it.
+#[inline(always)]
+fn core_hits(c: &Classes, n: &Classes, cores: u8) -> u64 {
+    let j = |a: u64, b: u64| (a as u128) | ((b as u128) << BLOCK);
+    let d = j(c.digit, n.digit);
+    let d2 = d & (d >> 1);
+    let d4 = d2 & (d2 >> 2);
+    let mut hits = 0u128;
+    if cores & SEP_DIGITS != 0 {
+        hits |= d2 & (j(c.sep, n.sep) >> 2) & (d4 >> 3);
+    }
+    if cores & DOT_DIGITS != 0 {
+        hits |= d2 & (j(c.dot, n.dot) >> 2) & (d4 >> 3) & !(d >> 7);
+    }
+    if cores & PLUS_ONE != 0 {
+        hits |= j(c.plus, n.plus) & (j(c.one, n.one) >> 1);
+    }
+    if cores & RUN13 != 0 {
+        let d8 = d4 & (d4 >> 4);
+        hits |= d8 & (d8 >> 5);
+    }
+    let up = j(c.upper, n.upper);
+    if cores & DEA != 0 {
+        let d7 = d4 & (d4 >> 3);
+        hits |= up & ((up | d) >> 1) & (d7 >> 2);
+    }
+    if cores & MBI != 0 {
+        let nw = !j(c.word, n.word);
+        let up2 = up & (up >> 1);
+        let dashed = (j(c.sep, n.sep) >> 1) & (up2 >> 2) & (d2 >> 4) & (nw >> 6);
+        let plain = (up2 >> 1) & (d2 >> 3) & (nw >> 5);
+        hits |= d & (dashed | plain);
+    }
+    if cores & TWILIO != 0 {
+        let h = j(c.hex_lower, n.hex_lower);
+        let h2 = h & (h >> 1);
+        let h4 = h2 & (h2 >> 2);
+        hits |= up & (up >> 1) & (h4 >> 2);
+    }
+    hits as u64
+}
+
+/// Calls `f` with the start of every core hit in `hay`, in increasing order. A byte past the
+/// end counts as no class at all, so a shape cut by the end of `hay` is still reported when
+/// the regex could match there.
+pub(crate) fn for_each_hit(hay: &[u8], cores: u8, f: impl FnMut(usize)) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if available() {
+            // SAFETY: AVX2 is present (checked just above).
+            unsafe { avx2::for_each_hit(hay, cores, f) };
+            return;
+        }
+    }
+    scalar_for_each_hit(hay, cores, f)
+}
+
+/// The same as the AVX2 scanner, a byte at a time: used by tests on machines without AVX2
+/// and as the reference the SIMD classification is checked against.
+fn scalar_for_each_hit(hay: &[u8], cores: u8, mut f: impl FnMut(usize)) {
+    let blocks = hay.len().div_ceil(BLOCK);
+    let classes = |i: usize| {
+        let mut block = [0u8; BLOCK];
+        let part = &hay[(i * BLOCK).min(hay.len())..((i + 1) * BLOCK).min(hay.len())];
+        block[..part.len()].copy_from_slice(part);
+        classify_scalar(&block)
+    };
+    let mut cur = classes(0);
+    for i in 0..blocks {
+        let next = classes(i + 1);
+        emit(core_hits(&cur, &next, cores), i * BLOCK, hay.len(), &mut f);
+        cur = next;
+    }
+}
+
+#[inline(always)]
+fn emit(mut bits: u64, base: usize, len: usize, f: &mut impl FnMut(usize)) {
+    while bits != 0 {
+        let p = base + bits.trailing_zeros() as usize;
+        if p >= len {
+            return;
+        }
+        f(p);
+        bits &= bits - 1;
+    }
+}
+
+fn classify_scalar(block: &[u8; BLOCK]) -> Classes {
+    let mut c = Classes::default();
+    for (i, &b) in block.iter().enumerate() {
+        let bit = 1u64 << i;
+        let set = |m: &mut u64, yes: bool| {
+            if yes {
+                *m |= bit
+            }
+        };
+        set(&mut c.digit, b.is_ascii_digit());
+        set(&mut c.sep, b == b'-' || b == b' ');
+        set(&mut c.dot, b == b'.');
+        set(&mut c.plus, b == b'+');
+        set(&mut c.one, b == b'1');
+        set(&mut c.upper, b.is_ascii_uppercase());
+        set(&mut c.word, b.is_ascii_alphanumeric() || b == b'_');
+        set(
+            &mut c.hex_lower,
+            b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        );
+    }
+    c
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{core_hits, emit, Classes, BLOCK};
+    use std::arch::x86_64::*;
+
+    /// Classes of the 64 bytes at `$p`. A macro, so that everything is inlined into the one
+    /// AVX2-enabled loop (closures defined inside it are compiled with AVX2 too).
+    macro_rules! classify64 {
+        ($p:expr) => {{
+            let x = _mm256_loadu_si256($p as *const __m256i);
+            let y = _mm256_loadu_si256(($p as *const __m256i).add(1));
+            // `v - lo <= span` as unsigned bytes: min(t, span) == t.
+            let within = |v: __m256i, lo: u8, span: u8| {
+                let t = _mm256_sub_epi8(v, _mm256_set1_epi8(lo as i8));
+                _mm256_cmpeq_epi8(_mm256_min_epu8(t, _mm256_set1_epi8(span as i8)), t)
+            };
+            let eq = |v: __m256i, b: u8| _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b as i8));
+            let mm = |v: __m256i| _mm256_movemask_epi8(v) as u32 as u64;
+            let half = |v: __m256i| {
+                let digit = within(v, b'0', 9);
+                let upper = within(v, b'A', 25);
+                let lower = within(v, b'a', 25);
+                let af = within(v, b'a', 5);
+                let word = _mm256_or_si256(
+                    _mm256_or_si256(digit, upper),
+                    _mm256_or_si256(lower, eq(v, b'_')),
+                );
+                Classes {
+                    digit: mm(digit),
+                    sep: mm(_mm256_or_si256(eq(v, b'-'), eq(v, b' '))),
+                    dot: mm(eq(v, b'.')),
+                    plus: mm(eq(v, b'+')),
+                    one: mm(eq(v, b'1')),
+                    upper: mm(upper),
+                    word: mm(word),
+                    hex_lower: mm(_mm256_or_si256(digit, af)),
+                }
+            };
+            let (a, b) = (half(x), half(y));
+            Classes {
+                digit: a.digit | (b.digit << 32),
+                sep: a.sep | (b.sep << 32),
+                dot: a.dot | (b.dot << 32),
+                plus: a.plus | (b.plus << 32),
+                one: a.one | (b.one << 32),
+                upper: a.upper | (b.upper << 32),
+                word: a.word | (b.word << 32),
+                hex_lower: a.hex_lower | (b.hex_lower << 32),
+            }
+        }};
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn for_each_hit(hay: &[u8], cores: u8, mut f: impl FnMut(usize)) {
+        let whole = hay.len() / BLOCK;
+        // The last (partial or empty) block, zero-padded, and one block of zeros after it.
+        let mut tail = [0u8; 2 * BLOCK];
+        tail[..hay.len() - whole * BLOCK].copy_from_slice(&hay[whole * BLOCK..]);
+        let at = |i: usize| {
+            if i < whole {
+                hay.as_ptr().add(i * BLOCK)
+            } else {
+                tail.as_ptr().add((i - whole) * BLOCK)
+            }
+        };
+        let mut cur = classify64!(at(0));
+        for i in 0..hay.len().div_ceil(BLOCK) {
+            let next = classify64!(at(i + 1));
+            emit(core_hits(&cur, &next, cores), i * BLOCK, hay.len(), &mut f);
+            cur = next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hits(hay: &[u8], cores: u8) -> Vec<usize> {
+        let mut v = Vec::new();
+        for_each_hit(hay, cores, |p| v.push(p));
+        v
+    }
+
+    #[test]
+    fn every_builtin_structural_rule_is_covered() {
+        // Editing one of these regexes in its pack drops it from the scanner (it falls back
+        // to the DFA, still correct); this test says so, so that its core is re-derived.
+        if !available() {
+            return;
+        }
+        let packs = crate::rule::builtin_packs().unwrap();
+        for (id, _) in COVERED {
+            let re = packs
+                .iter()
+                .flat_map(|p| &p.rules)
+                .find(|r| r.id == *id)
+                .map(|r| r.regex.as_str())
+                .unwrap_or_else(|| panic!("no built-in rule {id}"));
+            assert_eq!(builtin_regex(id), Some(re), "{id}");
+            assert!(cores_for(id, re).is_some(), "{id}");
+            assert!(
+                cores_for(id, "[0-9]{3}").is_none(),
+                "{id} with another regex"
+            );
+        }
+    }
+
+    #[test]
+    fn cores_find_shapes_across_block_edges() {
+        let all = 0x7f;
+        for pad in [0usize, 1, 50, 57, 60, 63, 64, 120] {
+            let mut hay = vec![b'x'; pad];
+            hay.extend_from_slice(b" 715-26-5211 ");
+            let got = hits(&hay, all);
+            // "15-2652" is not a core ("DD sep DDDD" needs four digits after): "26-5211" is.
+            assert_eq!(got, vec![pad + 5], "pad {pad}");
+        }
+        assert_eq!(
+            hits(b"2024-05-01T10:00:00.0000852Z", 0x7f),
+            Vec::<usize>::new()
+        );
+        assert_eq!(hits(b"call 555.123.4567 now", DOT_DIGITS), vec![10]);
+        assert_eq!(hits(b"+1 555", PLUS_ONE), vec![0]);
+        assert_eq!(hits(b"4111111111111111", RUN13), vec![0, 1, 2, 3]);
+        assert_eq!(hits(b"dea=AB1234563", DEA), vec![4]);
+        assert_eq!(hits(b"1EG4-TE5-MK73 x", MBI), vec![7]);
+        assert_eq!(hits(b"1EG4TE5MK73", MBI), vec![6]);
+        assert_eq!(hits(b"1EG4TE5MK73A", MBI), Vec::<usize>::new());
+        assert_eq!(hits(b"SK7599a2a9", TWILIO), vec![0]);
+        // The end of the input is not a word byte.
+        assert_eq!(hits(b"00.1234", DOT_DIGITS), vec![0]);
+    }
+
+    #[test]
+    fn simd_classes_equal_scalar_classes() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let alphabet = b"0123456789-. +_SKabcfgAZ9xy\n\x1b\x80\xff";
+        for len in [0usize, 1, 63, 64, 65, 200, 1000] {
+            let hay: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    alphabet[(x % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            for cores in [
+                SEP_DIGITS, DOT_DIGITS, PLUS_ONE, RUN13, DEA, MBI, TWILIO, 0x7f,
+            ] {
+                let mut scalar = Vec::new();
+                scalar_for_each_hit(&hay, cores, |p| scalar.push(p));
+                assert_eq!(hits(&hay, cores), scalar, "len {len} cores {cores}");
+            }
+        }
+    }
+
+    /// Fragments: real values of every shaped rule (valid checksums), near misses, and the
+    /// bytes their cores are made of, so random concatenations put shapes across block
+    /// edges, next to each other and inside longer runs.
+    const PIECES: &[&str] = &[
+        "715-26-5211",
+        "502 96 1848",
+        "912-70-1234",
+        "4111111111111111",
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1111",
+        "3782-822463-10005",
+        "(574) 460-5846",
+        "445.632.0378",
+        "+1 212 555 0147",
+        "+12125550147",
+        "1-212-555-0147",
+        "AB1234563",
+        "MM5717698",
+        "1EG4-TE5-MK73",
+        "4XU9N09RU01",
+        "SK7599a2a9302f8edf545707d9877d856e",
+        "0",
+        "1",
+        "9",
+        "12",
+        "-",
+        " ",
+        ".",
+        "+",
+        "(",
+        ")",
+        "_",
+        "S",
+        "K",
+        "A",
+        "x",
+        "a",
+        "\n",
+        "ssn=",
+        "2024",
+        "00.0000852",
+        "-5211",
+        "EG",
+        "MK73",
+        "99",
+        "7599a2a9",
+    ];
+
+    fn pieces() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        prop::collection::vec(prop::sample::select(PIECES), 0..80)
+            .prop_map(|v| v.concat().into_bytes())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+        /// The shape scanner finds exactly what the whole-buffer DFA over the same rules finds.
+        #[test]
+        fn shape_scan_equals_dfa(hay in pieces()) {
+            if !available() {
+                return Ok(());
+            }
+            let with = crate::RedactorBuilder::new().build().unwrap();
+            let mut b = crate::RedactorBuilder::new();
+            b.shapes = false;
+            let without = b.build().unwrap();
+            assert!(with.inner.shaped.is_some() && without.inner.shaped.is_none());
+            let (a, ca) = with.redact_all(&hay);
+            let (b, cb) = without.redact_all(&hay);
+            proptest::prop_assert_eq!(
+                String::from_utf8_lossy(&a),
+                String::from_utf8_lossy(&b),
+                "input {:?}",
+                String::from_utf8_lossy(&hay)
+            );
+            proptest::prop_assert_eq!(ca, cb);
+        }
+    }
+}

@@ -333,6 +333,11 @@ pub(crate) struct CompiledRule {
     /// For anchored rules, per keyword (in `def.keywords` order): the bytes that can follow
     /// it in a match. Any other byte after a hit rules the hit out without running the regex.
     pub(crate) follow: Vec<crate::prefix::ByteSet>,
+    /// A rare byte every match contains (`@` for email and URL credentials): a memchr for it
+    /// near a hit is cheaper than a regex search that fails.
+    pub(crate) rare_byte: Option<u8>,
+    /// The most bytes a match has before its first `rare_byte` (else `max_len`).
+    pub(crate) before_rare: usize,
 }
 
 impl CompiledRule {
@@ -401,6 +406,10 @@ impl CompiledRule {
             }
         }
         let follow = crate::prefix::anchored_follow(&hir, &def.keywords);
+        let rare_byte = crate::prefix::rare_required_byte(&hir);
+        let before_rare = rare_byte
+            .and_then(|b| crate::prefix::max_before(&hir, b))
+            .map_or(max_len, |n| n.min(max_len));
         let anchored = follow.is_some();
         Ok(CompiledRule {
             def,
@@ -411,6 +420,8 @@ impl CompiledRule {
             context,
             anchored,
             follow: follow.unwrap_or_default(),
+            rare_byte,
+            before_rare,
         })
     }
 }

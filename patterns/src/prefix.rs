@@ -269,6 +269,39 @@ pub(crate) fn rare_required_byte(hir: &Hir) -> Option<u8> {
     RARE.iter().copied().find(|b| req.contains(b))
 }
 
+/// The most bytes a match of `hir` can have before its first `b`, when every match contains
+/// `b`. A search for such a rule around an occurrence of `b` needs to look back only this far
+/// (email: the local part and one boundary byte, 65 bytes, not the whole rule length).
+pub(crate) fn max_before(hir: &Hir, b: u8) -> Option<usize> {
+    let requires = |h: &Hir| required_bytes(h).contains(&b);
+    match hir.kind() {
+        HirKind::Literal(lit) => lit.0.iter().position(|&x| x == b),
+        HirKind::Class(Class::Bytes(c)) => match c.iter().collect::<Vec<_>>()[..] {
+            [r] if r.start() == b && r.end() == b => Some(0),
+            _ => None,
+        },
+        HirKind::Capture(c) => max_before(&c.sub, b),
+        // Every repetition contains `b`, so the first one is in the first repetition.
+        HirKind::Repetition(r) if r.min > 0 => max_before(&r.sub, b),
+        HirKind::Concat(subs) => {
+            let mut before = 0usize;
+            for sub in subs {
+                if requires(sub) {
+                    return before.checked_add(max_before(sub, b)?);
+                }
+                // A part that only may contain `b` can only move the first one earlier.
+                before = before.checked_add(sub.properties().maximum_len()?)?;
+            }
+            None
+        }
+        HirKind::Alternation(subs) => subs
+            .iter()
+            .map(|sub| max_before(sub, b))
+            .try_fold(0usize, |m, x| Some(m.max(x?))),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -283,6 +316,26 @@ mod tests {
             .parse(r"a@b|c")
             .unwrap();
         assert_eq!(rare_required_byte(&hir), None);
+    }
+
+    #[test]
+    fn max_before_bounds_the_look_back() {
+        let parse = |re: &str| {
+            regex_syntax::ParserBuilder::new()
+                .unicode(false)
+                .utf8(false)
+                .build()
+                .parse(re)
+                .unwrap()
+        };
+        let email = parse(r"(?:^|[^a-z])(?P<secret>[a-z]{1,9}@(?:[a-z]{2,9}\.)+[a-z]{2,6})\b");
+        assert_eq!(max_before(&email, b'@'), Some(10));
+        assert_eq!(max_before(&parse(r"ab@c"), b'@'), Some(2));
+        assert_eq!(max_before(&parse(r"(?:x{1,3}@|yy@)z"), b'@'), Some(3));
+        // A part that may hold `@` before the required one: still an upper bound.
+        assert_eq!(max_before(&parse(r"[a@]{0,4}@"), b'@'), Some(4));
+        assert_eq!(max_before(&parse(r"a+@"), b'@'), None);
+        assert_eq!(max_before(&parse(r"a@|b"), b'@'), None);
     }
 
     use super::*;

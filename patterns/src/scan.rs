@@ -154,7 +154,8 @@ fn line_bounds(v: &[u8], at: usize) -> (usize, usize) {
 #[inline(never)]
 fn byte_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
     for &(byte, ri) in &inner.byte_rules {
-        let reach = inner.rules[ri as usize].max_len;
+        let rule = &inner.rules[ri as usize];
+        let (back, reach) = (rule.before_rare, rule.max_len);
         let mut line = (0usize, 0usize);
         let mut have_line = false;
         for p in memchr::memchr_iter(byte, v) {
@@ -162,7 +163,7 @@ fn byte_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
                 line = line_bounds(v, p);
                 have_line = true;
             }
-            let a = p.saturating_sub(reach).max(line.0);
+            let a = p.saturating_sub(back).max(line.0);
             let b = (p + 1 + reach).min(line.1);
             schedule(inner, scratch, v, ri, a, b);
         }
@@ -252,6 +253,11 @@ fn keyword_at(
                 continue;
             }
             let end = (at + rule.max_len).min(line.1);
+            if let Some(b) = rule.rare_byte {
+                if memchr::memchr(b, &v[at..end]).is_none() {
+                    continue;
+                }
+            }
             anchored_rule(rule, ri, scratch, v, at, end);
             continue;
         }

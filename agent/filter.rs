@@ -68,6 +68,8 @@ fn widen_pipe(fd: RawFd) {
 struct ReadAhead {
     /// Read into directly; sized on first use (a block at most).
     buf: Vec<u8>,
+    /// Bytes kept free at the front of `buf` (see [`ReadAhead::fill`]).
+    front: usize,
     len: usize,
     eof: bool,
     err: Option<io::Error>,
@@ -75,13 +77,17 @@ struct ReadAhead {
 
 impl ReadAhead {
     /// Reads what is available now, up to `max` bytes in all, without ever blocking: a
-    /// block's output must not wait for input that has not arrived.
-    fn fill<R: Read>(&mut self, input: &mut R, fd: RawFd, max: usize) {
-        if self.buf.len() < max {
-            self.buf.resize(max, 0);
+    /// block's output must not wait for input that has not arrived. The first `front` bytes
+    /// of the buffer are left free for the unfinished line of the block being redacted, so
+    /// that the buffers can then be swapped instead of copying what was read.
+    fn fill<R: Read>(&mut self, input: &mut R, fd: RawFd, front: usize, max: usize) {
+        if self.buf.len() < front + max {
+            self.buf.resize(front + max, 0);
         }
+        self.front = front;
         while !self.eof && self.err.is_none() && self.len < max && input_ready(fd, 0) {
-            match input.read(&mut self.buf[self.len..max]) {
+            let at = front + self.len;
+            match input.read(&mut self.buf[at..front + max]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.len += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -90,10 +96,20 @@ impl ReadAhead {
         }
     }
 
-    /// Takes what was read.
-    fn take(&mut self) -> &[u8] {
+    /// Moves what was read behind the `kept` unfinished bytes at the end of `buf[..filled]`
+    /// by swapping buffers (the read went to `front`, which was `kept`); returns the new
+    /// fill. Copies instead when nothing was read or the front does not fit.
+    fn swap_into(&mut self, buf: &mut Vec<u8>, filled: usize, kept: usize) -> usize {
         let n = std::mem::take(&mut self.len);
-        &self.buf[..n]
+        if n > 0 && self.front == kept && self.buf.len() == buf.len() {
+            self.buf[..kept].copy_from_slice(&buf[filled - kept..filled]);
+            std::mem::swap(&mut self.buf, buf);
+            kept + n
+        } else {
+            buf.copy_within(filled - kept..filled, 0);
+            buf[kept..kept + n].copy_from_slice(&self.buf[self.front..self.front + n]);
+            kept + n
+        }
     }
 }
 
@@ -117,17 +133,14 @@ pub fn run<R: Read + AsRawFd, W: Write>(
     };
     let mut buf = vec![0u8; if threads > 1 { BLOCK } else { BLOCK / 4 }];
     let mut out = Vec::with_capacity(buf.len() + buf.len() / 4);
+    let mut parts = Parts::default();
     let mut ahead = ReadAhead::default();
     let mut filled = 0;
     let mut bytes = 0u64;
     let mut eof = false;
+    // Whether the last round's workers read input ahead (it is already in `buf`).
+    let mut fresh = false;
     loop {
-        // What the last block's workers read ahead comes first.
-        let early = ahead.take();
-        let fresh = !early.is_empty();
-        buf[filled..filled + early.len()].copy_from_slice(early);
-        filled += early.len();
-        bytes += early.len() as u64;
         eof |= ahead.eof;
         let mut read_err = ahead.err.take();
         // With fresh data in hand, only read what is already there: the complete lines
@@ -161,13 +174,13 @@ pub fn run<R: Read + AsRawFd, W: Write>(
         }
         if let Some(e) = read_err {
             // Lines already complete are safe to emit; a partial line is withheld.
-            let mut none = |_: usize| {};
+            let mut none = |_: usize, _: usize| {};
             process(
                 redactor,
                 &mut stream,
                 &mut scratches,
                 &buf[..filled],
-                &mut out,
+                (&mut out, &mut parts),
                 (true, false),
                 &mut none,
             );
@@ -175,27 +188,38 @@ pub fn run<R: Read + AsRawFd, W: Write>(
             return Err(FilterError::Read(e));
         }
         let full = filled == buf.len();
-        let mut read_ahead = |max: usize| {
-            if !eof {
-                ahead.fill(input, fd, max);
-            }
+        let kept = {
+            let mut read_ahead = |front: usize, max: usize| {
+                if !eof {
+                    ahead.fill(input, fd, front, max);
+                }
+            };
+            process(
+                redactor,
+                &mut stream,
+                &mut scratches,
+                &buf[..filled],
+                (&mut out, &mut parts),
+                (eof, full),
+                &mut read_ahead,
+            )
         };
-        let kept = process(
-            redactor,
-            &mut stream,
-            &mut scratches,
-            &buf[..filled],
-            &mut out,
-            (eof, full),
-            &mut read_ahead,
-        );
-        buf.copy_within(filled - kept..filled, 0);
-        filled = kept;
+        // The unfinished line moves to the front, then what was read ahead follows it.
+        let refilled = ahead.swap_into(&mut buf, filled, kept);
+        fresh = refilled > kept;
+        bytes += (refilled - kept) as u64;
+        filled = refilled;
         if eof {
             stream.finish(&mut out);
         }
-        if !out.is_empty() {
+        if !out.is_empty() || parts.ready {
+            // The parts are written from the workers' own buffers: no copy into `out`.
             output.write_all(&out).map_err(FilterError::Write)?;
+            if std::mem::take(&mut parts.ready) {
+                for p in &parts.list {
+                    output.write_all(&p.out).map_err(FilterError::Write)?;
+                }
+            }
             output.flush().map_err(FilterError::Write)?;
             out.clear();
         }
@@ -216,17 +240,18 @@ pub fn run<R: Read + AsRawFd, W: Write>(
 /// the stream stays at a line start and the next big block can go parallel; only a line
 /// that fills the whole buffer goes to the stream, which redacts it in windows.
 ///
-/// `(final_round, buffer_full)`: input ended / the buffer is full. `read_ahead(max)` is
-/// called on this thread while worker threads redact a block, with the room the buffer will
-/// have for input (`max` bytes) once this round's unfinished line moves to its front.
+/// Output goes to `out`, then (when `parts.ready`) to the parts, in that order.
+/// `(final_round, buffer_full)`: input ended / the buffer is full. `read_ahead(front, max)`
+/// is called on this thread while worker threads redact a block, with the length of this
+/// round's unfinished line (`front`) and the room the buffer will have for input after it.
 fn process(
     redactor: &Redactor,
     stream: &mut Stream,
     scratches: &mut [Scratch],
     mut data: &[u8],
-    out: &mut Vec<u8>,
+    (out, parts): (&mut Vec<u8>, &mut Parts),
     (final_round, buffer_full): (bool, bool),
-    read_ahead: &mut dyn FnMut(usize),
+    read_ahead: &mut dyn FnMut(usize, usize),
 ) -> usize {
     if final_round {
         stream.push(data, out);
@@ -260,12 +285,31 @@ fn process(
         && memchr::memmem::find(block, b"PRIVATE KEY").is_none()
         && memchr::memmem::find(block, b"::add-mask::").is_none();
     if parallel_ok {
-        let room = BLOCK - (data.len() - take);
-        parallel(redactor, stream, scratches, block, out, || read_ahead(room));
+        let front = data.len() - take;
+        parallel(redactor, stream, scratches, block, parts, || {
+            read_ahead(front, BLOCK - front)
+        });
     } else {
         stream.push(block, out);
     }
     data.len() - take
+}
+
+/// One thread's share of a parallel block: its redacted text, masks and line count. Kept
+/// from block to block so that the buffers are reused rather than allocated (and faulted in)
+/// every 4 MiB.
+#[derive(Default)]
+struct Part {
+    out: Vec<u8>,
+    counts: Counts,
+    lines: u64,
+}
+
+#[derive(Default)]
+struct Parts {
+    list: Vec<Part>,
+    /// The parts hold output not yet written.
+    ready: bool,
 }
 
 /// Splits whole lines into one part per thread and redacts them side by side.
@@ -276,7 +320,7 @@ fn parallel(
     stream: &mut Stream,
     scratches: &mut [Scratch],
     block: &[u8],
-    out: &mut Vec<u8>,
+    parts: &mut Parts,
     meanwhile: impl FnOnce(),
 ) {
     let parts_n = scratches.len();
@@ -288,26 +332,26 @@ fn parallel(
     }
     bounds.push(block.len());
     let inband = stream.inband();
-    let mut results: Vec<(Vec<u8>, Counts)> = (0..parts_n)
-        .map(|i| {
-            (
-                Vec::with_capacity(bounds[i + 1] - bounds[i] + 1024),
-                Counts::default(),
-            )
-        })
-        .collect();
+    parts.list.resize_with(parts_n, Part::default);
     std::thread::scope(|s| {
-        let jobs = scratches.iter_mut().zip(results.iter_mut()).enumerate();
-        for (i, (scratch, (o, c))) in jobs {
-            let part = &block[bounds[i]..bounds[i + 1]];
-            s.spawn(move || redactor.redact_lines(scratch, part, inband, o, c));
+        let jobs = scratches.iter_mut().zip(parts.list.iter_mut()).enumerate();
+        for (i, (scratch, part)) in jobs {
+            let text = &block[bounds[i]..bounds[i + 1]];
+            part.out.clear();
+            part.counts = Counts::default();
+            s.spawn(move || {
+                redactor.redact_lines(scratch, text, inband, &mut part.out, &mut part.counts);
+                part.lines = memchr::memchr_iter(b'\n', text).count() as u64;
+            });
         }
         meanwhile();
     });
     let mut counts = Counts::default();
-    for (o, c) in &results {
-        out.extend_from_slice(o);
-        counts.add(c);
+    let mut lines = 0;
+    for p in &parts.list {
+        counts.add(&p.counts);
+        lines += p.lines;
     }
-    stream.add_counts(&counts, memchr::memchr_iter(b'\n', block).count() as u64);
+    stream.add_counts(&counts, lines);
+    parts.ready = true;
 }

@@ -381,7 +381,7 @@ fn parallel_blocks_with_read_ahead_agree() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let pad = if x % 5000 == 0 {
+        let pad = if x.is_multiple_of(5000) {
             5 << 20 // longer than a 4 MiB block
         } else {
             (x % 700) as usize

@@ -237,6 +237,19 @@ impl Write for RawOut<'_> {
         }
     }
 
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let fd = self.0.as_raw_fd();
+        let n = bufs.len().min(1024) as libc::c_int;
+        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix; `n` of them are valid.
+        let r = unsafe { libc::writev(fd, bufs.as_ptr().cast(), n) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r as usize)
+        }
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }

@@ -9,7 +9,7 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 
-use logveil_patterns::{Counts, Redactor, Scratch, Stream};
+use logveil_patterns::{Counts, Plan, Redactor, Scratch, Stream};
 
 /// Largest block read before redacting (bigger blocks amortise thread hand-offs).
 const BLOCK: usize = 4 << 20;
@@ -204,25 +204,27 @@ pub fn run<R: Read + AsRawFd, W: Write>(
                 &mut read_ahead,
             )
         };
-        // The unfinished line moves to the front, then what was read ahead follows it.
-        let refilled = ahead.swap_into(&mut buf, filled, kept);
-        fresh = refilled > kept;
-        bytes += (refilled - kept) as u64;
-        filled = refilled;
         if eof {
             stream.finish(&mut out);
         }
         if !out.is_empty() || parts.ready {
-            // The parts are written from the workers' own buffers: no copy into `out`.
             output.write_all(&out).map_err(FilterError::Write)?;
             if std::mem::take(&mut parts.ready) {
+                // Clean text goes out straight from the input buffer (before it is reused).
+                let block = &buf[parts.base..];
                 for p in &parts.list {
-                    output.write_all(&p.out).map_err(FilterError::Write)?;
+                    write_all_slices(&mut output, p.plan.slices(&block[p.text.clone()]))
+                        .map_err(FilterError::Write)?;
                 }
             }
             output.flush().map_err(FilterError::Write)?;
             out.clear();
         }
+        // The unfinished line moves to the front, then what was read ahead follows it.
+        let refilled = ahead.swap_into(&mut buf, filled, kept);
+        fresh = refilled > kept;
+        bytes += (refilled - kept) as u64;
+        filled = refilled;
         if eof {
             break;
         }
@@ -253,6 +255,7 @@ fn process(
     (final_round, buffer_full): (bool, bool),
     read_ahead: &mut dyn FnMut(usize, usize),
 ) -> usize {
+    let whole = data;
     if final_round {
         stream.push(data, out);
         return 0;
@@ -286,6 +289,7 @@ fn process(
         && memchr::memmem::find(block, b"::add-mask::").is_none();
     if parallel_ok {
         let front = data.len() - take;
+        parts.base = block.as_ptr() as usize - whole.as_ptr() as usize;
         parallel(redactor, stream, scratches, block, parts, || {
             read_ahead(front, BLOCK - front)
         });
@@ -295,12 +299,13 @@ fn process(
     data.len() - take
 }
 
-/// One thread's share of a parallel block: its redacted text, masks and line count. Kept
-/// from block to block so that the buffers are reused rather than allocated (and faulted in)
-/// every 4 MiB.
+/// One thread's share of a parallel block: its lines (a range of the block), its output as
+/// pieces of them and masks, its masks per id and line count. Kept from block to block so
+/// that the buffers are reused rather than allocated every 4 MiB.
 #[derive(Default)]
 struct Part {
-    out: Vec<u8>,
+    text: std::ops::Range<usize>,
+    plan: Plan,
     counts: Counts,
     lines: u64,
 }
@@ -308,8 +313,31 @@ struct Part {
 #[derive(Default)]
 struct Parts {
     list: Vec<Part>,
+    /// Where the block starts in the data `process` was given.
+    base: usize,
     /// The parts hold output not yet written.
     ready: bool,
+}
+
+/// Writes every slice, in order, with as few `writev` calls as the system allows.
+fn write_all_slices<'a, W: Write>(
+    output: &mut W,
+    slices: impl Iterator<Item = &'a [u8]>,
+) -> io::Result<()> {
+    /// Linux's IOV_MAX.
+    const MAX: usize = 1024;
+    let mut all: Vec<io::IoSlice<'a>> = slices.map(io::IoSlice::new).collect();
+    let mut rest = &mut all[..];
+    while !rest.is_empty() {
+        let n = rest.len().min(MAX);
+        match output.write_vectored(&rest[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => io::IoSlice::advance_slices(&mut rest, written),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Splits whole lines into one part per thread and redacts them side by side.
@@ -336,11 +364,11 @@ fn parallel(
     std::thread::scope(|s| {
         let jobs = scratches.iter_mut().zip(parts.list.iter_mut()).enumerate();
         for (i, (scratch, part)) in jobs {
-            let text = &block[bounds[i]..bounds[i + 1]];
-            part.out.clear();
+            part.text = bounds[i]..bounds[i + 1];
+            let text = &block[part.text.clone()];
             part.counts = Counts::default();
             s.spawn(move || {
-                redactor.redact_lines(scratch, text, inband, &mut part.out, &mut part.counts);
+                redactor.redact_lines_plan(scratch, text, inband, &mut part.plan, &mut part.counts);
                 part.lines = memchr::memchr_iter(b'\n', text).count() as u64;
             });
         }

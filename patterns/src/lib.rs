@@ -32,5 +32,5 @@ pub use error::Error;
 pub use known::{encoded_forms, KnownValues, MIN_KNOWN_LEN};
 pub use mask::{MaskStyle, PseudonymKey};
 pub use rule::Category;
-pub use scan::{Counts, Scratch};
+pub use scan::{Counts, Piece, Plan, Scratch};
 pub use stream::Stream;

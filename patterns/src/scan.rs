@@ -34,6 +34,34 @@ pub struct Scratch {
     touched: Vec<u32>,
 }
 
+/// Redacted output as pieces (see [`Redactor::redact_lines_plan`]). Reused from call to call.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// In output order.
+    pub pieces: Vec<Piece>,
+    /// The mask texts the pieces refer to.
+    pub masks: Vec<u8>,
+}
+
+/// One stretch of redacted output: a byte range of the input, or of [`Plan::masks`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// `input[start..end]`, unchanged.
+    Input(usize, usize),
+    /// `plan.masks[start..end]`.
+    Mask(usize, usize),
+}
+
+impl Plan {
+    /// The output as slices of `input` and of the masks, in order.
+    pub fn slices<'a>(&'a self, input: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.pieces.iter().map(move |p| match *p {
+            Piece::Input(a, b) => &input[a..b],
+            Piece::Mask(a, b) => &self.masks[a..b],
+        })
+    }
+}
+
 /// Masks per id (rule ids, then `known-value`, `private-key-block`, `line-too-long`),
 /// indexed like [`Redactor::ids`]. Counts only, never values.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -116,6 +144,40 @@ impl Redactor {
             lines.len(),
             out,
             counts,
+        );
+    }
+
+    /// Like [`Redactor::redact_lines`], but the output is a [`Plan`]: stretches of `lines`
+    /// to copy and the masks between them. A caller writing with `writev` then never copies
+    /// the clean text (most of a log) into an output buffer.
+    pub fn redact_lines_plan(
+        &self,
+        scratch: &mut Scratch,
+        lines: &[u8],
+        extra_known: Option<&KnownValues>,
+        plan: &mut Plan,
+        counts: &mut Counts,
+    ) {
+        plan.pieces.clear();
+        plan.masks.clear();
+        scratch.spans.clear();
+        self.find_spans(scratch, lines, extra_known);
+        let inner = &*self.inner;
+        walk_masked(
+            &mut scratch.spans,
+            0,
+            lines.len(),
+            counts,
+            |part| match part {
+                Part::Clean(a, b) => plan.pieces.push(Piece::Input(a, b)),
+                Part::Masked(id, a, b) => {
+                    let m = plan.masks.len();
+                    inner
+                        .mask
+                        .write(&inner.ids[id as usize], &lines[a..b], &mut plan.masks);
+                    plan.pieces.push(Piece::Mask(m, plan.masks.len()));
+                }
+            },
         );
     }
 
@@ -525,10 +587,28 @@ pub(crate) fn write_masked(
     out: &mut Vec<u8>,
     counts: &mut Counts,
 ) {
-    if spans.is_empty() {
-        out.extend_from_slice(&hay[from..to]);
-        return;
-    }
+    walk_masked(spans, from, to, counts, |part| match part {
+        Part::Clean(a, b) => out.extend_from_slice(&hay[a..b]),
+        Part::Masked(id, a, b) => inner.mask.write(&inner.ids[id as usize], &hay[a..b], out),
+    });
+}
+
+/// A stretch of output: unchanged `a..b`, or `a..b` masked under an id.
+enum Part {
+    Clean(usize, usize),
+    Masked(u32, usize, usize),
+}
+
+/// Sorts and merges `spans` and calls `emit` for the clean and masked stretches of
+/// `from..to` in order (spans clipped to it); counts each merged span once, under the id of
+/// its earliest part.
+fn walk_masked(
+    spans: &mut Vec<Span>,
+    from: usize,
+    to: usize,
+    counts: &mut Counts,
+    mut emit: impl FnMut(Part),
+) {
     merge(spans);
     let mut pos = from;
     for s in spans.iter() {
@@ -536,12 +616,16 @@ pub(crate) fn write_masked(
         if a >= b || a < pos {
             continue;
         }
-        out.extend_from_slice(&hay[pos..a]);
-        inner.mask.write(&inner.ids[s.id as usize], &hay[a..b], out);
+        if pos < a {
+            emit(Part::Clean(pos, a));
+        }
+        emit(Part::Masked(s.id, a, b));
         counts.bump(s.id);
         pos = b;
     }
-    out.extend_from_slice(&hay[pos..to]);
+    if pos < to {
+        emit(Part::Clean(pos, to));
+    }
 }
 
 /// Sorts spans by start and merges overlapping ones in place.

@@ -1,7 +1,7 @@
 //! The streaming contract: output is identical to whole-input redaction for every chunking,
 //! newlines are never added or removed, and nothing planted survives.
 
-use logveil_patterns::{Redactor, RedactorBuilder};
+use logveil_patterns::{Counts, Plan, Redactor, RedactorBuilder};
 use proptest::prelude::*;
 
 const TEST_RULES: &str = r#"
@@ -147,6 +147,17 @@ proptest! {
         let streamed = chunked(&r, &input, &cuts);
         prop_assert_eq!(String::from_utf8_lossy(&streamed), String::from_utf8_lossy(&whole));
         assert_clean(&whole);
+        // The stateless block API, as bytes and as a plan of pieces (the parallel filter's
+        // zero-copy output), agree on the whole lines of the input.
+        let lines = &input[..input.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)];
+        let mut scratch = r.scratch();
+        let (mut bytes, mut c1, mut c2) = (Vec::new(), Counts::default(), Counts::default());
+        r.redact_lines(&mut scratch, lines, None, &mut bytes, &mut c1);
+        let mut plan = Plan::default();
+        r.redact_lines_plan(&mut scratch, lines, None, &mut plan, &mut c2);
+        let pieced: Vec<u8> = plan.slices(lines).flatten().copied().collect();
+        prop_assert_eq!(String::from_utf8_lossy(&pieced), String::from_utf8_lossy(&bytes));
+        prop_assert_eq!(c1, c2);
     }
 }
 

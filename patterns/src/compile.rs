@@ -277,6 +277,20 @@ impl RedactorBuilder {
             )
             + 8;
         let window = self.window.max(overlap * 4);
+        let keyword_heads: Vec<(u64, u64)> = keywords
+            .iter()
+            .map(|k| {
+                let n = k.len().min(8);
+                let mut b = [0u8; 8];
+                b[..n].copy_from_slice(&k.as_bytes()[..n]);
+                let mask = if n == 8 {
+                    u64::MAX
+                } else {
+                    (1u64 << (8 * n)) - 1
+                };
+                (u64::from_le_bytes(b), mask)
+            })
+            .collect();
         Ok(Redactor {
             inner: Arc::new(Inner {
                 rules,
@@ -285,6 +299,7 @@ impl RedactorBuilder {
                 keyword_rules,
                 keywords,
                 anchor_keywords: anchors.keywords,
+                keyword_heads,
                 anchor_overlaps: anchors.overlaps,
                 anchors: anchors.anchors,
                 structural,
@@ -500,6 +515,9 @@ pub(crate) struct Inner {
     pub(crate) anchors: Vec<Vec<u8>>,
     /// Per anchor, the keywords it stands for and its offset in each.
     pub(crate) anchor_keywords: Vec<Vec<(u32, u32)>>,
+    /// Per keyword: its first (up to) eight bytes as a little-endian integer, and the mask of
+    /// the bytes that count.
+    pub(crate) keyword_heads: Vec<(u64, u64)>,
     /// Per anchor, the anchors that may start inside one of its occurrences.
     pub(crate) anchor_overlaps: Vec<Vec<(u32, u32)>>,
     /// Keywordless rules without a rare byte or a shape: one DFA over every byte.

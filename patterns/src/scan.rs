@@ -291,7 +291,23 @@ fn anchor_at(
             continue;
         };
         let kw = inner.keywords[k as usize].as_bytes();
-        if start >= line.0 && start + kw.len() <= line.1 && lower[start..start + kw.len()] == *kw {
+        if start < line.0 || start + kw.len() > line.1 {
+            continue;
+        }
+        // First eight bytes as one masked integer compare: an anchor shared by dozens of
+        // keywords (`api` with 200 vendor rules) would otherwise cost a memcmp call each.
+        if let Some(word) = lower.get(start..start + 8) {
+            let (head, mask) = inner.keyword_heads[k as usize];
+            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            if word & mask != head {
+                continue;
+            }
+            if kw.len() <= 8 {
+                keyword_at(inner, scratch, v, k as usize, start, line);
+                continue;
+            }
+        }
+        if lower[start..start + kw.len()] == *kw {
             keyword_at(inner, scratch, v, k as usize, start, line);
         }
     }

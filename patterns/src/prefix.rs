@@ -302,6 +302,17 @@ pub(crate) fn max_before(hir: &Hir, b: u8) -> Option<usize> {
     }
 }
 
+/// Parses `re` as the engine does (ASCII, bytes), for tests.
+#[cfg(test)]
+fn parse_ascii(re: &str) -> Hir {
+    regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(re)
+        .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -320,22 +331,15 @@ mod tests {
 
     #[test]
     fn max_before_bounds_the_look_back() {
-        let parse = |re: &str| {
-            regex_syntax::ParserBuilder::new()
-                .unicode(false)
-                .utf8(false)
-                .build()
-                .parse(re)
-                .unwrap()
-        };
-        let email = parse(r"(?:^|[^a-z])(?P<secret>[a-z]{1,9}@(?:[a-z]{2,9}\.)+[a-z]{2,6})\b");
+        let email =
+            parse_ascii(r"(?:^|[^a-z])(?P<secret>[a-z]{1,9}@(?:[a-z]{2,9}\.)+[a-z]{2,6})\b");
         assert_eq!(max_before(&email, b'@'), Some(10));
-        assert_eq!(max_before(&parse(r"ab@c"), b'@'), Some(2));
-        assert_eq!(max_before(&parse(r"(?:x{1,3}@|yy@)z"), b'@'), Some(3));
+        assert_eq!(max_before(&parse_ascii(r"ab@c"), b'@'), Some(2));
+        assert_eq!(max_before(&parse_ascii(r"(?:x{1,3}@|yy@)z"), b'@'), Some(3));
         // A part that may hold `@` before the required one: still an upper bound.
-        assert_eq!(max_before(&parse(r"[a@]{0,4}@"), b'@'), Some(4));
-        assert_eq!(max_before(&parse(r"a+@"), b'@'), None);
-        assert_eq!(max_before(&parse(r"a@|b"), b'@'), None);
+        assert_eq!(max_before(&parse_ascii(r"[a@]{0,4}@"), b'@'), Some(4));
+        assert_eq!(max_before(&parse_ascii(r"a+@"), b'@'), None);
+        assert_eq!(max_before(&parse_ascii(r"a@|b"), b'@'), None);
     }
 
     use super::*;
@@ -346,12 +350,7 @@ mod anchored_tests {
     use super::*;
 
     fn check(re: &str, kws: &[&str]) -> bool {
-        let hir = regex_syntax::ParserBuilder::new()
-            .unicode(false)
-            .utf8(false)
-            .build()
-            .parse(re)
-            .unwrap();
+        let hir = parse_ascii(re);
         starts_with_keyword(&hir, &kws.iter().map(|s| s.to_string()).collect::<Vec<_>>())
     }
 
@@ -379,16 +378,8 @@ mod anchored_tests {
 
     #[test]
     fn follow_sets() {
-        let parse = |re: &str| {
-            regex_syntax::ParserBuilder::new()
-                .unicode(false)
-                .utf8(false)
-                .build()
-                .parse(re)
-                .unwrap()
-        };
         let kws = vec!["token".to_string(), "mrn".to_string()];
-        let f = anchored_follow(&parse(r"(?i)(?:token|mrn)\s{0,3}[:=]\s*x"), &kws).unwrap();
+        let f = anchored_follow(&parse_ascii(r"(?i)(?:token|mrn)\s{0,3}[:=]\s*x"), &kws).unwrap();
         for (k, set) in f.iter().enumerate() {
             assert!(
                 set_has(set, b':') && set_has(set, b' ') && set_has(set, b'='),
@@ -396,7 +387,7 @@ mod anchored_tests {
             );
             assert!(!set_has(set, b's') && !set_has(set, b'_'), "{k}");
         }
-        let f = anchored_follow(&parse(r"\btoken\b"), &kws[..1]).unwrap();
+        let f = anchored_follow(&parse_ascii(r"\btoken\b"), &kws[..1]).unwrap();
         assert!(
             set_has(&f[0], b's'),
             "a match may end right after the keyword"

@@ -397,8 +397,11 @@ impl CompiledRule {
             .unwrap_or(def.max_len.unwrap_or(UNBOUNDED_MAX_LEN))
             .min(def.max_len.unwrap_or(usize::MAX));
         let hir = without_newline(hir);
+        // No prefilter: a rule's regex only ever runs anchored at a keyword hit or on a short
+        // region around a hit, never over a whole buffer, and extracting literals and
+        // building Teddy for every rule was a third of the start-up.
         let regex = meta::Builder::new()
-            .configure(regex_config())
+            .configure(regex_config().auto_prefilter(false))
             .syntax(syntax_config())
             .build_from_hir(&hir)
             .map_err(|e| err(format!("regex: {}", one_line(&e.to_string()))))?;

@@ -237,24 +237,25 @@ impl Tier {
         // Items grouped by bucket with a counting sort (two passes over the keys; sorting
         // the pairs was most of the start-up time with 10k values).
         let place_of = |fi: usize, off: usize| place(key(&forms[fi][off..], key_len), word_mask);
+        // Counts, then running ends, then each item placed by decrementing its bucket's end,
+        // which leaves the starts behind (no second 8 MiB array for the fill positions).
         let mut starts = vec![0u32; nwords * 8 + 1];
         for fi in 0..forms.len() {
             for off in 0..stride {
                 let (w, bits, b) = place_of(fi, off);
                 words[w] |= bits;
-                starts[b + 1] += 1;
+                starts[b] += 1;
             }
         }
         for i in 1..starts.len() {
             starts[i] += starts[i - 1];
         }
-        let mut fill = starts.clone();
         let mut items = vec![0u32; forms.len() * stride];
         for fi in 0..forms.len() {
             for off in 0..stride {
                 let (_, _, b) = place_of(fi, off);
-                items[fill[b] as usize] = (fi as u32) << 3 | off as u32;
-                fill[b] += 1;
+                starts[b] -= 1;
+                items[starts[b] as usize] = (fi as u32) << 3 | off as u32;
             }
         }
         let mut arena = Vec::with_capacity(forms.iter().map(Vec::len).sum());

@@ -215,17 +215,18 @@ impl RedactorBuilder {
         let (mut shape_cores, mut shape_reach) = (0u8, 0usize);
         let mut byte_rules: Vec<(u8, u32)> = Vec::new();
         for (i, r) in rules.iter().enumerate() {
+            // Built-in rules with a shape core are found by the shape scanner, keywords or not.
+            let cores = crate::shape::cores_for(&r.def.id, &r.def.regex);
+            if let Some(cores) = cores.filter(|_| self.shapes) {
+                shaped_hirs.push(r.hir.clone());
+                shaped_rules.push(i as u32);
+                shape_cores |= cores;
+                shape_reach = shape_reach.max(r.max_len + 1);
+                continue;
+            }
             if r.def.keywords.is_empty() {
                 if let Some(b) = crate::prefix::rare_required_byte(&r.hir) {
                     byte_rules.push((b, i as u32));
-                    continue;
-                }
-                let cores = crate::shape::cores_for(&r.def.id, &r.def.regex);
-                if let Some(cores) = cores.filter(|_| self.shapes) {
-                    shaped_hirs.push(r.hir.clone());
-                    shaped_rules.push(i as u32);
-                    shape_cores |= cores;
-                    shape_reach = shape_reach.max(r.max_len + 1);
                     continue;
                 }
                 structural_hirs.push(r.hir.clone());
@@ -671,7 +672,6 @@ mod tests {
                 "private-key",
                 "cli-credential-flag",
                 "docker-config-auth",
-                "hl7-patient-segment"
             ]
         );
     }

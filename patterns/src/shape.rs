@@ -1,5 +1,6 @@
 //! A SIMD scanner for the shapes of the built-in keywordless rules (SSN, ITIN, payment card,
-//! US phone, DEA, MBI, Twilio SID).
+//! US phone, DEA, MBI, Twilio SID) and of the AWS key id (whose eleven prefixes would take ten
+//! keyword anchors).
 //!
 //! Those rules have no literal to anchor on, and CI logs are full of digits (every GitHub
 //! Actions line starts with a timestamp), so a digit prefilter skips nothing and their lazy
@@ -34,6 +35,9 @@ const MBI: u8 = 32;
 /// Two upper-case letters and four lower-case hex digits: the start of a Twilio API key SID
 /// (`SK…`, loosened to any two capitals to save two classes).
 const TWILIO: u8 = 64;
+/// Twenty characters of `[A-Z2-7]` in a row: an AWS key id (`AKIA` + 16 base32). Its eleven
+/// 4-letter prefixes took ten keyword anchors, most of a Teddy pass.
+const AWS: u8 = 128;
 
 /// Built-in rule ids the scanner covers and the cores that every one of their matches
 /// contains (`ripgrep`-style: a necessary condition, not a match).
@@ -45,6 +49,7 @@ const COVERED: &[(&str, u8)] = &[
     ("dea-number", DEA),
     ("mbi", MBI),
     ("twilio-api-key", TWILIO),
+    ("aws-access-key-id", AWS),
 ];
 
 /// The regex of built-in rule `id`, read from its pack's text (`id = "…"`, then the rule's
@@ -97,6 +102,8 @@ struct Classes {
     word: u64,
     /// `[0-9a-f]`.
     hex_lower: u64,
+    /// `[A-Z2-7]` (base32).
+    base32: u64,
 }
 
 /// Bytes per block: one bit per byte in a `u64` mask.
@@ -140,6 +147,14 @@ fn core_hits(c: &Classes, n: &Classes, cores: u8) -> u64 {
         let h2 = h & (h >> 1);
         let h4 = h2 & (h2 >> 2);
         hits |= up & (up >> 1) & (h4 >> 2);
+    }
+    if cores & AWS != 0 {
+        let b = j(c.base32, n.base32);
+        let b2 = b & (b >> 1);
+        let b4 = b2 & (b2 >> 2);
+        let b8 = b4 & (b4 >> 4);
+        let b16 = b8 & (b8 >> 8);
+        hits |= b16 & (b4 >> 16);
     }
     hits as u64
 }
@@ -209,6 +224,10 @@ fn classify_scalar(block: &[u8; BLOCK]) -> Classes {
             &mut c.hex_lower,
             b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
         );
+        set(
+            &mut c.base32,
+            b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b),
+        );
     }
     c
 }
@@ -249,6 +268,7 @@ mod avx2 {
                     upper: mm(upper),
                     word: mm(word),
                     hex_lower: mm(_mm256_or_si256(digit, af)),
+                    base32: mm(_mm256_or_si256(upper, within(v, b'2', 5))),
                 }
             };
             let (a, b) = (half(x), half(y));
@@ -261,6 +281,7 @@ mod avx2 {
                 upper: a.upper | (b.upper << 32),
                 word: a.word | (b.word << 32),
                 hex_lower: a.hex_lower | (b.hex_lower << 32),
+                base32: a.base32 | (b.base32 << 32),
             }
         }};
     }
@@ -323,7 +344,7 @@ mod tests {
 
     #[test]
     fn cores_find_shapes_across_block_edges() {
-        let all = 0x7f;
+        let all = 0xff;
         for pad in [0usize, 1, 50, 57, 60, 63, 64, 120] {
             let mut hay = vec![b'x'; pad];
             hay.extend_from_slice(b" 715-26-5211 ");
@@ -332,7 +353,7 @@ mod tests {
             assert_eq!(got, vec![pad + 5], "pad {pad}");
         }
         assert_eq!(
-            hits(b"2024-05-01T10:00:00.0000852Z", 0x7f),
+            hits(b"2024-05-01T10:00:00.0000852Z", 0xff),
             Vec::<usize>::new()
         );
         assert_eq!(hits(b"call 555.123.4567 now", DOT_DIGITS), vec![10]);
@@ -343,6 +364,8 @@ mod tests {
         assert_eq!(hits(b"1EG4TE5MK73", MBI), vec![6]);
         assert_eq!(hits(b"1EG4TE5MK73A", MBI), Vec::<usize>::new());
         assert_eq!(hits(b"SK7599a2a9", TWILIO), vec![0]);
+        assert_eq!(hits(b"id=AKIAYTZWH2NUO6OXQBF6 ", AWS), vec![3]);
+        assert_eq!(hits(b"id=AKIAYTZWH2NUO6OXQBF", AWS), Vec::<usize>::new());
         // The end of the input is not a word byte.
         assert_eq!(hits(b"00.1234", DOT_DIGITS), vec![0]);
     }
@@ -361,7 +384,7 @@ mod tests {
                 })
                 .collect();
             for cores in [
-                SEP_DIGITS, DOT_DIGITS, PLUS_ONE, RUN13, DEA, MBI, TWILIO, 0x7f,
+                SEP_DIGITS, DOT_DIGITS, PLUS_ONE, RUN13, DEA, MBI, TWILIO, AWS, 0xff,
             ] {
                 let mut scalar = Vec::new();
                 scalar_for_each_hit(&hay, cores, |p| scalar.push(p));
@@ -416,6 +439,11 @@ mod tests {
         "MK73",
         "99",
         "7599a2a9",
+        "AKIAYTZWH2NUO6OXQBF6",
+        "ASIAWUE6DPOHOC5KA66P",
+        "AKIA",
+        "QBF6",
+        "Z",
     ];
 
     fn pieces() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {

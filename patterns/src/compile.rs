@@ -208,9 +208,7 @@ impl RedactorBuilder {
         // Keyword automaton.
         let mut keywords: Vec<String> = Vec::new();
         let mut keyword_rules: Vec<Vec<(u32, u32)>> = Vec::new();
-        let mut structural_hirs: Vec<Hir> = Vec::new();
         let mut structural_rules: Vec<u32> = Vec::new();
-        let mut shaped_hirs: Vec<Hir> = Vec::new();
         let mut shaped_rules: Vec<u32> = Vec::new();
         let (mut shape_cores, mut shape_reach) = (0u8, 0usize);
         let mut byte_rules: Vec<(u8, u32)> = Vec::new();
@@ -218,18 +216,16 @@ impl RedactorBuilder {
             // Built-in rules with a shape core are found by the shape scanner, keywords or not.
             let cores = crate::shape::cores_for(&r.def.id, &r.def.regex);
             if let Some(cores) = cores.filter(|_| self.shapes) {
-                shaped_hirs.push(r.hir.clone());
                 shaped_rules.push(i as u32);
                 shape_cores |= cores;
                 shape_reach = shape_reach.max(r.max_len + 1);
                 continue;
             }
             if r.def.keywords.is_empty() {
-                if let Some(b) = crate::prefix::rare_required_byte(&r.hir) {
+                if let Some(b) = r.rare_byte {
                     byte_rules.push((b, i as u32));
                     continue;
                 }
-                structural_hirs.push(r.hir.clone());
                 structural_rules.push(i as u32);
                 continue;
             }
@@ -257,8 +253,8 @@ impl RedactorBuilder {
                     message,
                 }
             })?;
-        let structural = RuleSet::new(&structural_hirs, structural_rules, "structural rules")?;
-        let shaped = RuleSet::new(&shaped_hirs, shaped_rules, "shaped rules")?.map(|set| Shaped {
+        let structural = RuleSet::new(&rules, structural_rules, "structural rules")?;
+        let shaped = RuleSet::new(&rules, shaped_rules, "shaped rules")?.map(|set| Shaped {
             set,
             cores: shape_cores,
             reach: shape_reach,
@@ -526,7 +522,8 @@ pub(crate) struct Inner {
     pub(crate) anchor_overlaps: Vec<Vec<(u32, u32)>>,
     /// Keywordless rules without a rare byte or a shape: one DFA over every byte.
     pub(crate) structural: Option<RuleSet>,
-    /// Built-in keywordless rules searched only around their shapes (see [`crate::shape`]).
+    /// Built-in rules searched only around their shapes (see [`crate::shape`]), keywords or
+    /// not.
     pub(crate) shaped: Option<Shaped>,
     /// Keywordless rules whose every match contains a rare byte: searched only around it.
     pub(crate) byte_rules: Vec<(u8, u32)>,
@@ -547,13 +544,15 @@ pub(crate) struct RuleSet {
 }
 
 impl RuleSet {
-    fn new(hirs: &[Hir], rules: Vec<u32>, what: &str) -> Result<Option<RuleSet>, Error> {
-        if hirs.is_empty() {
+    /// The set of `all[i]` for each `i` in `rules`; `None` when `rules` is empty.
+    fn new(all: &[CompiledRule], rules: Vec<u32>, what: &str) -> Result<Option<RuleSet>, Error> {
+        if rules.is_empty() {
             return Ok(None);
         }
+        let hirs: Vec<&Hir> = rules.iter().map(|&i| &all[i as usize].hir).collect();
         let regex = meta::Builder::new()
             .configure(regex_config())
-            .build_many_from_hir(hirs)
+            .build_many_from_hir(&hirs)
             .map_err(|e| Error::Compile {
                 what: what.into(),
                 message: e.to_string(),

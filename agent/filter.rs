@@ -174,25 +174,13 @@ pub fn run<R: Read + AsRawFd, W: Write>(
                 Err(e) => read_err = Some(e),
             }
         }
-        if let Some(e) = read_err {
-            // Lines already complete are safe to emit; a partial line is withheld.
-            let mut none = |_: usize, _: usize| {};
-            process(
-                redactor,
-                &mut stream,
-                &mut scratches,
-                &buf[..filled],
-                (&mut out, &mut parts),
-                (true, false),
-                &mut none,
-            );
-            let _ = output.write_all(&out);
-            return Err(FilterError::Read(e));
-        }
         let full = filled == buf.len();
+        // A read error ends the input like EOF, except that the stream is not finished:
+        // lines already complete are safe to emit, a partial line is withheld.
+        let final_round = eof || read_err.is_some();
         let kept = {
             let mut read_ahead = |front: usize, max: usize| {
-                if !eof {
+                if !final_round {
                     ahead.fill(input, fd, front, max);
                 }
             };
@@ -202,10 +190,14 @@ pub fn run<R: Read + AsRawFd, W: Write>(
                 &mut scratches,
                 &buf[..filled],
                 (&mut out, &mut parts),
-                (eof, full),
+                (final_round, full),
                 &mut read_ahead,
             )
         };
+        if let Some(e) = read_err {
+            let _ = output.write_all(&out);
+            return Err(FilterError::Read(e));
+        }
         if eof {
             stream.finish(&mut out);
         }

@@ -200,17 +200,24 @@ pub fn write_pair(private: &Path, public: &Path) -> Result<SealKey, String> {
     Ok(key)
 }
 
-/// Reads a private key file, refusing one that group or others can access.
-pub fn load_private_file(path: &Path) -> Result<SealKey, String> {
+/// Refuses a key file that group or others can access: its mode is all that guards the key.
+/// `what` names the key in the message ("private key", "spool key").
+pub fn refuse_shared(path: &Path, what: &str) -> Result<(), String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
-            "{}: private key is accessible by group or others (mode {mode:04o}); refusing to use it: run `chmod 600 {}`",
+            "{}: {what} is accessible by group or others (mode {mode:04o}); refusing to use it: run `chmod 600 {}`",
             path.display(),
             path.display()
         ));
     }
+    Ok(())
+}
+
+/// Reads a private key file, refusing one that group or others can access.
+pub fn load_private_file(path: &Path) -> Result<SealKey, String> {
+    refuse_shared(path, "private key")?;
     let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     SealKey::from_pem(&text).map_err(|e| format!("{}: {e}", path.display()))
 }

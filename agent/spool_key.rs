@@ -62,15 +62,7 @@ impl SpoolKey {
 
     /// Reads a key file, refusing one that group or others can access.
     pub fn load(path: &Path) -> Result<SpoolKey, String> {
-        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "{}: spool key is accessible by group or others (mode {mode:04o}); refusing to use it: run `chmod 600 {}`",
-                path.display(),
-                path.display()
-            ));
-        }
+        crate::keys::refuse_shared(path, "spool key")?;
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         SpoolKey::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
     }

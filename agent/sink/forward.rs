@@ -223,19 +223,7 @@ fn client_identity(
             cert.display()
         ));
     }
-    use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(key)
-        .map_err(|e| format!("client_key {}: {e}", key.display()))?
-        .permissions()
-        .mode()
-        & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "client_key {}: private key is accessible by group or others (mode {mode:04o}); refusing to use it: run `chmod 600 {}`",
-            key.display(),
-            key.display()
-        ));
-    }
+    crate::keys::refuse_shared(key, "private key").map_err(|e| format!("client_key {e}"))?;
     let key_der = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("client_key {}: {e}", key.display()))?;
     Ok(Some((certs, key_der)))

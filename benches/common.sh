@@ -1,8 +1,10 @@
-# Shared by the agent benches (sourced, not run): error exit, argument check, median, and
+# Shared by the benches (sourced, not run): error exit, help text, argument check, median, and
 # the seeded input that compare.sh, sidecar_bench.sh and forward_bench.sh share.
 # The sourcing script sets SELF (its name for messages) and HERE (the benches directory).
 
 die() { echo "$SELF: $*" >&2; exit 2; }
+# usage [CODE]: prints the script's leading comment block (its help) and exits.
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 

@@ -24,7 +24,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 MB=512 RUNS=3 SLOW_MB=64 SEED=42 BUILD=1
 
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 SELF=compare.sh
 # shellcheck source=benches/common.sh
 . "$HERE/common.sh"

@@ -29,7 +29,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 MB=64 RUNS=3 SEED=42 BUILD=1
 
-usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 SELF=forward_bench.sh
 # shellcheck source=benches/common.sh
 . "$HERE/common.sh"
@@ -79,7 +78,6 @@ run_filter() {
 
 RECV_PID=
 cleanup() { [ -n "$RECV_PID" ] && kill "$RECV_PID" 2>/dev/null; }
-trap cleanup EXIT
 
 # run_agent NAME SPOOL_SETTINGS: seconds from agent start to the last line received.
 run_agent() {
@@ -87,6 +85,8 @@ run_agent() {
     rm -rf "$WORK/state" "$rdir" && mkdir -p "$rdir"
     "$RECV" "$rdir" "$LINES" 2> "$WORK/receiver-$name.log" &
     RECV_PID=$!
+    # run_agent runs in a $(...) subshell: the trap must be set here to see RECV_PID.
+    trap cleanup EXIT
     for _ in $(seq 200); do [ -s "$rdir/port" ] && break; sleep 0.05; done
     [ -s "$rdir/port" ] || die "receiver did not start (see $WORK/receiver-$name.log)"
     port=$(cat "$rdir/port")
@@ -124,7 +124,7 @@ EOF
 
 declare -a F A N E
 for ((r = 1; r <= RUNS; r++)); do
-    F+=("$(run_filter)")
+    F+=("$(run_filter)") || exit 2
     A+=("$(run_agent "always-$r" 'fsync = "always"')") || exit 2
     N+=("$(run_agent "never-$r" 'fsync = "never"')") || exit 2
     E+=("$(run_agent "encrypted-$r" 'encryption_key_file = "keys/spool.key"')") || exit 2

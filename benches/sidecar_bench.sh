@@ -26,7 +26,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 MB=64 RUNS=3 MAX_EVENTS=10000 SEED=42 BUILD=1
 
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 SELF=sidecar_bench.sh
 # shellcheck source=benches/common.sh
 . "$HERE/common.sh"
@@ -106,8 +105,8 @@ EOF
 
 declare -a F A
 for ((r = 1; r <= RUNS; r++)); do
-    F+=("$(run_filter)")
-    A+=("$(run_agent "$r")")
+    F+=("$(run_filter)") || exit 2
+    A+=("$(run_agent "$r")") || exit 2
 done
 FT=$(printf '%s\n' "${F[@]}" | median)
 AT=$(printf '%s\n' "${A[@]}" | median)

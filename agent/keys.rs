@@ -167,6 +167,20 @@ pub fn generate() -> Result<Vec<u8>, String> {
         .map_err(|_| "the system random generator failed".to_string())
 }
 
+/// Creates `path` with exactly `mode` (never over an existing file: `AlreadyExists`), writes
+/// `bytes` and syncs the file. The caller syncs the directory.
+pub fn write_new_file(path: &Path, mode: u32, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    // The umask may have cleared bits but never adds any; set exactly.
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 /// Writes a new key pair: the private key with mode 0600, never over an existing file.
 /// Returns the key id.
 pub fn write_pair(private: &Path, public: &Path) -> Result<SealKey, String> {
@@ -178,17 +192,7 @@ pub fn write_pair(private: &Path, public: &Path) -> Result<SealKey, String> {
     let pkcs8 = generate()?;
     let key = SealKey::from_pkcs8(&pkcs8)?;
     let write = |path: &Path, mode: u32, text: &str| -> Result<(), String> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        // The umask may have cleared bits but never adds any; set exactly.
-        f.set_permissions(std::fs::Permissions::from_mode(mode))
-            .and_then(|_| f.write_all(text.as_bytes()))
-            .and_then(|_| f.sync_all())
-            .map_err(|e| format!("{}: {e}", path.display()))
+        write_new_file(path, mode, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
     };
     write(private, 0o600, &pem_encode(PRIVATE_LABEL, &pkcs8))?;
     let mut spki = SPKI_PREFIX.to_vec();

@@ -9,9 +9,6 @@
 //! associated data is the segment's first seq and the record's seq, so a record moved to
 //! another place in the spool (or another segment) fails authentication like a changed byte.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -119,18 +116,7 @@ pub fn keygen_main(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    let r = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| {
-            // The umask may have cleared bits but never adds any; set exactly.
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            f.write_all(&key)?;
-            f.sync_all()
-        });
-    match r {
+    match crate::keys::write_new_file(path, 0o600, &key) {
         Ok(()) => {
             if let Some(dir) = path.parent() {
                 let _ = crate::durable::sync_dir(dir);
@@ -155,6 +141,7 @@ pub fn keygen_main(path: &Path) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn round_trip_and_every_kind_of_tamper_fails() {

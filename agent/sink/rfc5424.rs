@@ -151,7 +151,9 @@ fn param(out: &mut Vec<u8>, name: &str, value: &str) {
 
 /// `name="digits"`.
 fn param_num(out: &mut Vec<u8>, name: &str, value: u64) {
-    out.extend_from_slice(format!(" {name}=\"{value}\"").as_bytes());
+    use std::io::Write;
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, " {name}=\"{value}\"");
 }
 
 fn header(out: &mut Vec<u8>, pri: u8, ts: &str, host: &str, msgid: &str) {
@@ -173,6 +175,12 @@ pub fn batch_frames(batch: &Sealed, pri: u8) -> Result<Vec<u8>, String> {
     let p = seal::parse(&batch.bytes)?;
     let mut out = Vec::with_capacity(p.payload.len() * 2 + 1024);
     let mut msg = Vec::with_capacity(1024);
+    // The same for every event of the batch: built once, not per line.
+    let mut batch_sd = Vec::with_capacity(128);
+    batch_sd.push(b'[');
+    batch_sd.extend_from_slice(SD_EVENT.as_bytes());
+    param_num(&mut batch_sd, "seq", batch.seq);
+    param(&mut batch_sd, "batch", &batch.hash);
     let mut count = 0u64;
     for line in p.payload.split(|&b| b == b'\n') {
         if line.is_empty() {
@@ -182,10 +190,7 @@ pub fn batch_frames(batch: &Sealed, pri: u8) -> Result<Vec<u8>, String> {
             .map_err(|e| format!("batch {} event {}: {e}", batch.seq, count + 1))?;
         msg.clear();
         header(&mut msg, pri, &ev.ts, &ev.host, "line");
-        msg.extend_from_slice(b"[");
-        msg.extend_from_slice(SD_EVENT.as_bytes());
-        param_num(&mut msg, "seq", batch.seq);
-        param(&mut msg, "batch", &batch.hash);
+        msg.extend_from_slice(&batch_sd);
         param_num(&mut msg, "i", count);
         param(&mut msg, "ts", &ev.ts);
         param(&mut msg, "host", &ev.host);

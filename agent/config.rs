@@ -1388,7 +1388,7 @@ impl Config {
                     for (i, line) in data.split(|&c| c == b'\n').enumerate() {
                         let line = line.strip_suffix(b"\r").unwrap_or(line);
                         if !line.is_empty() {
-                            b.known_value(line, &format!("{origin}:{}", i + 1))
+                            b.known_value(line, format_args!("{origin}:{}", i + 1))
                                 .map_err(|e| engine(e, Some(v.span())))?;
                         }
                     }
@@ -1401,7 +1401,7 @@ impl Config {
                 use std::os::unix::ffi::OsStrExt;
                 b.known_value(
                     v.as_bytes(),
-                    &format!("environment variable {}", k.to_string_lossy()),
+                    format_args!("environment variable {}", k.to_string_lossy()),
                 )
                 .map_err(|e| engine(e, None))?;
             }

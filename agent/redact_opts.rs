@@ -90,7 +90,7 @@ impl RedactOpts {
                 if line.is_empty() {
                     continue;
                 }
-                b.known_value(line, &format!("{}:{}", path.display(), i + 1))?;
+                b.known_value(line, format_args!("{}:{}", path.display(), i + 1))?;
             }
         }
         let mut env_names: Vec<String> = self.mask_env.clone();
@@ -104,7 +104,7 @@ impl RedactOpts {
         for name in &env_names {
             let v = std::env::var_os(name).ok_or_else(|| OptsError::MissingEnv(name.clone()))?;
             use std::os::unix::ffi::OsStrExt;
-            b.known_value(v.as_bytes(), &format!("environment variable {name}"))?;
+            b.known_value(v.as_bytes(), format_args!("environment variable {name}"))?;
         }
         let style = match self.mask_style.as_str() {
             "pseudonym" => {

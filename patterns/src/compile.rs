@@ -40,7 +40,7 @@ pub struct RedactorBuilder {
     packs: Vec<Pack>,
     enabled_packs: Vec<String>,
     disabled: Vec<String>,
-    known: Vec<(Vec<u8>, String)>,
+    known: Vec<Vec<u8>>,
     mask: MaskStyle,
     window: usize,
     max_line: usize,
@@ -107,8 +107,13 @@ impl RedactorBuilder {
     }
 
     /// Adds an exact value to mask everywhere, with its encoded forms. `origin` names where it
-    /// came from in errors (never the value itself).
-    pub fn known_value(&mut self, value: &[u8], origin: &str) -> Result<&mut Self, Error> {
+    /// came from in errors (never the value itself); it is formatted only for an error, so a
+    /// caller adding 10k values from a file can pass `format_args!` at no cost.
+    pub fn known_value(
+        &mut self,
+        value: &[u8],
+        origin: impl std::fmt::Display,
+    ) -> Result<&mut Self, Error> {
         if value.len() < MIN_KNOWN_LEN {
             return Err(Error::KnownValueTooShort {
                 origin: origin.to_string(),
@@ -116,7 +121,7 @@ impl RedactorBuilder {
                 min: MIN_KNOWN_LEN,
             });
         }
-        self.known.push((value.to_vec(), origin.to_string()));
+        self.known.push(value.to_vec());
         Ok(self)
     }
 
@@ -259,19 +264,13 @@ impl RedactorBuilder {
             cores: shape_cores,
             reach: shape_reach,
         });
-        let known = KnownValues::new(self.known.iter().map(|(v, _)| v.as_slice()));
+        let known = KnownValues::new(self.known.iter().map(|v| v.as_slice()));
         let overlap = rules
             .iter()
             .map(|r| r.max_len + r.context.as_ref().map_or(0, |c| c.1))
             .max()
             .unwrap_or(0)
-            .max(
-                self.known
-                    .iter()
-                    .map(|(v, _)| v.len() * 3)
-                    .max()
-                    .unwrap_or(0),
-            )
+            .max(self.known.iter().map(|v| v.len() * 3).max().unwrap_or(0))
             + 8;
         let window = self.window.max(overlap * 4);
         let keyword_heads: Vec<(u64, u64)> = keywords

@@ -4,8 +4,7 @@
 //! JSON document or a hex dump all carry it too. Each value is expanded into every form below,
 //! and all forms go into one exact Aho-Corasick automaton.
 
-use base64::alphabet::{STANDARD, URL_SAFE};
-use base64::engine::GeneralPurpose;
+use base64::engine::general_purpose;
 use base64::Engine;
 
 /// Values shorter than this are refused: GitHub's runner once masked `{` everywhere because it
@@ -16,37 +15,103 @@ pub const MIN_KNOWN_LEN: usize = 6;
 /// three alignments a value can take inside a longer base64 stream), URL-encoded, JSON-escaped
 /// and hex (both cases). Duplicates and forms shorter than the minimum are dropped.
 pub fn encoded_forms(value: &[u8]) -> Vec<Vec<u8>> {
-    let mut forms: Vec<Vec<u8>> = Vec::with_capacity(19);
-    forms.push(value.to_vec());
-    // One padded encoding per alphabet and alignment gives both base64 forms (10k values
-    // took 310 M instructions at start-up with two encodings and five allocations each).
-    let mut buf: Vec<u8> = Vec::with_capacity(value.len() + 2);
-    let mut enc = String::with_capacity((value.len() + 2).div_ceil(3) * 4);
-    for alphabet in [&STANDARD, &URL_SAFE] {
-        let padded = GeneralPurpose::new(alphabet, base64::engine::general_purpose::PAD);
-        for k in 0..3usize {
-            buf.clear();
-            buf.resize(k, 0);
-            buf.extend_from_slice(value);
-            enc.clear();
-            padded.encode_string(&buf, &mut enc);
-            let (aligned, tail) = base64_forms(enc.as_bytes(), k, buf.len());
-            forms.push(aligned.to_vec());
-            // The value at the very end of the encoded data: its last characters and the
-            // padding are determined too (the usual `echo $SECRET | base64` case).
-            forms.push(tail.to_vec());
-        }
+    let mut fb = FormBuf::default();
+    fb.fill(value);
+    fb.ranges.iter().map(|r| fb.get(*r).to_vec()).collect()
+}
+
+/// The forms of one value, written back to back into one reused buffer: 10k values made
+/// 190k small allocations at start-up when each form was its own `Vec`.
+#[derive(Default)]
+struct FormBuf {
+    bytes: Vec<u8>,
+    /// (start, end) in `bytes`, shortest first, without duplicates, after [`FormBuf::fill`].
+    ranges: Vec<(u32, u32)>,
+    tmp: Vec<u8>,
+    enc: Vec<u8>,
+}
+
+impl FormBuf {
+    fn get(&self, (a, b): (u32, u32)) -> &[u8] {
+        &self.bytes[a as usize..b as usize]
     }
-    forms.push(url_encode(value, false));
-    forms.push(url_encode(value, true));
-    forms.push(json_escape(value, false));
-    forms.push(json_escape(value, true));
-    forms.push(hex(value, b"0123456789abcdef"));
-    forms.push(hex(value, b"0123456789ABCDEF"));
-    forms.retain(|f| f.len() >= MIN_KNOWN_LEN.min(value.len()) && !f.is_empty());
-    forms.sort_unstable();
-    forms.dedup();
-    forms
+
+    fn push(&mut self, f: &[u8]) {
+        let a = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(f);
+        self.ranges.push((a, self.bytes.len() as u32));
+    }
+
+    /// Starts a form written in place by `write`.
+    fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let a = self.bytes.len() as u32;
+        write(&mut self.bytes);
+        self.ranges.push((a, self.bytes.len() as u32));
+    }
+
+    fn fill(&mut self, value: &[u8]) {
+        self.bytes.clear();
+        self.ranges.clear();
+        self.push(value);
+        // One padded encoding per alphabet and alignment gives both base64 forms.
+        for padded in [&general_purpose::STANDARD, &general_purpose::URL_SAFE] {
+            for k in 0..3usize {
+                self.tmp.clear();
+                self.tmp.resize(k, 0);
+                self.tmp.extend_from_slice(value);
+                let n = self.tmp.len();
+                self.enc.clear();
+                self.enc.resize(n.div_ceil(3) * 4, 0);
+                let Ok(len) = padded.encode_slice(&self.tmp, &mut self.enc) else {
+                    continue; // (cannot happen: the buffer has the padded length)
+                };
+                let enc = std::mem::take(&mut self.enc);
+                let (aligned, tail) = base64_forms(&enc[..len], k, n);
+                self.push(aligned);
+                // The value at the very end of the encoded data: its last characters and
+                // the padding are determined too (the usual `echo $SECRET | base64` case).
+                self.push(tail);
+                self.enc = enc;
+            }
+        }
+        // URL and JSON escaping leave most values as they are: then they are the raw form.
+        if !value.iter().all(|&b| url_unreserved(b)) {
+            self.push_with(|o| url_encode(value, false, o));
+            self.push_with(|o| url_encode(value, true, o));
+        }
+        if value
+            .iter()
+            .any(|&b| b < 0x20 || matches!(b, b'"' | b'\\' | b'/'))
+        {
+            self.push_with(|o| json_escape(value, false, o));
+            self.push_with(|o| json_escape(value, true, o));
+        }
+        self.push_with(|o| hex(value, b"0123456789abcdef", o));
+        self.push_with(|o| hex(value, b"0123456789ABCDEF", o));
+        let min = MIN_KNOWN_LEN.min(value.len()).max(1) as u32;
+        self.ranges.retain(|&(a, b)| b - a >= min);
+        // Shortest first (a form's prefixes come before it), duplicates dropped: only forms
+        // of equal length need comparing (sorting the forms by content took 6k instructions
+        // per value).
+        self.ranges.sort_by_key(|&(a, b)| b - a);
+        let bytes = &self.bytes;
+        let get = |(a, b): (u32, u32)| &bytes[a as usize..b as usize];
+        let (mut kept, mut same_len_from) = (0, 0);
+        for i in 0..self.ranges.len() {
+            let r = self.ranges[i];
+            if kept > 0 && self.ranges[kept - 1].1 - self.ranges[kept - 1].0 != r.1 - r.0 {
+                same_len_from = kept;
+            }
+            if !self.ranges[same_len_from..kept]
+                .iter()
+                .any(|&k| get(k) == get(r))
+            {
+                self.ranges[kept] = r;
+                kept += 1;
+            }
+        }
+        self.ranges.truncate(kept);
+    }
 }
 
 /// From the padded base64 `enc` of `k` zero bytes then the value (`n` bytes in all): the
@@ -65,27 +130,27 @@ fn base64_forms(enc: &[u8], k: usize, n: usize) -> (&[u8], &[u8]) {
     (aligned, &enc[start.min(enc.len())..])
 }
 
-fn url_encode(value: &[u8], upper: bool) -> Vec<u8> {
+fn url_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+}
+
+fn url_encode(value: &[u8], upper: bool, out: &mut Vec<u8>) {
     let digits: &[u8; 16] = if upper {
         b"0123456789ABCDEF"
     } else {
         b"0123456789abcdef"
     };
-    let mut out = Vec::with_capacity(value.len() * 3);
     for &b in value {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+        if url_unreserved(b) {
             out.push(b);
         } else {
-            out.push(b'%');
-            out.push(digits[(b >> 4) as usize]);
-            out.push(digits[(b & 15) as usize]);
+            out.extend_from_slice(&[b'%', digits[(b >> 4) as usize], digits[(b & 15) as usize]]);
         }
     }
-    out
 }
 
-fn json_escape(value: &[u8], escape_slash: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(value.len() + 8);
+fn json_escape(value: &[u8], escape_slash: bool, out: &mut Vec<u8>) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for &b in value {
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -94,20 +159,23 @@ fn json_escape(value: &[u8], escape_slash: bool) -> Vec<u8> {
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
             b'\t' => out.extend_from_slice(b"\\t"),
-            0..=0x1f => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
+            0..=0x1f => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                DIGITS[(b >> 4) as usize],
+                DIGITS[(b & 15) as usize],
+            ]),
             _ => out.push(b),
         }
     }
-    out
 }
 
-fn hex(value: &[u8], digits: &[u8; 16]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(value.len() * 2);
+fn hex(value: &[u8], digits: &[u8; 16], out: &mut Vec<u8>) {
     for &b in value {
-        out.push(digits[(b >> 4) as usize]);
-        out.push(digits[(b & 15) as usize]);
+        out.extend_from_slice(&[digits[(b >> 4) as usize], digits[(b & 15) as usize]]);
     }
-    out
 }
 
 #[cfg(test)]
@@ -162,7 +230,31 @@ pub struct KnownValues {
 #[derive(Clone, Debug)]
 enum KnownImp {
     Small(aho_corasick::AhoCorasick),
-    Large(Vec<Tier>),
+    Large(Large),
+}
+
+/// The sampled filters and the forms they index.
+#[derive(Clone, Debug)]
+struct Large {
+    tiers: Vec<Tier>,
+    /// All forms back to back.
+    arena: Vec<u8>,
+    /// Suffixes (ranges of `arena`) that extend an indexed form into another form.
+    exts: Vec<(u32, u32)>,
+}
+
+/// An indexed form: its bytes `arena[start..end]`, and its extensions `exts[ext.0..ext.1]`.
+///
+/// A form that has another form of the same value as a prefix (the base64 form of a value
+/// that ends the stream, with its last characters and padding, extends the aligned one) is
+/// not indexed but checked as a suffix where its prefix matched: every occurrence of it
+/// begins with an occurrence of the prefix. That keeps a third of the forms out of the
+/// filters.
+#[derive(Clone, Copy, Debug)]
+struct Form {
+    start: u32,
+    end: u32,
+    ext: (u32, u32),
 }
 
 /// Forms of similar length, found by sampling. If every form is at least `min` bytes long,
@@ -173,31 +265,39 @@ enum KnownImp {
 /// Long forms use `K = 8`: hex forms would otherwise share their 4-byte keys with every
 /// digest in a log.
 ///
-/// Memory is laid out for few cache misses, since 10k values make millions of entries: a
-/// position that passes the filter finds its candidates in one bucket (`starts`, then
-/// `items`) instead of a binary search over all entries (which was over half the time of
-/// the 10k-value benchmark), and forms live in one arena.
+/// With 10k values the filter is larger than the L2 cache, so each lookup is a likely cache
+/// miss: a longer stride means fewer lookups for a larger filter, a good trade once the
+/// filter has left L2 anyway (10k values, the bench log's known values alone: stride 8
+/// 0.47 s, 13 0.32 s per 512 MiB). A position that passes the filter finds its candidates in
+/// one bucket (`starts`, then `items`) instead of a binary search over all entries.
 #[derive(Clone, Debug)]
 struct Tier {
     stride: usize,
     key_len: usize,
-    /// A blocked Bloom filter: each key sets two bits of one word (8 bits per key).
+    /// A blocked Bloom filter: each key sets two bits of one word.
     words: Vec<u64>,
-    word_mask: u32,
     /// Per bucket (8 per filter word): where its items start in `items`; one extra at the
     /// end.
     starts: Vec<u32>,
-    /// `form index << 3 | offset of the key in the form`, grouped by bucket.
-    items: Vec<u32>,
-    /// All forms back to back; form `i` is `arena[ends[i-1]..ends[i]]`.
-    arena: Vec<u8>,
-    ends: Vec<u32>,
+    /// `fingerprint << 32 | form index << OFF_BITS | offset of the key in the form`, grouped
+    /// by bucket. The key's fingerprint rejects a filter false positive without loading the
+    /// form (a cache miss each, which made the comparisons a tenth of the 10k-value run).
+    items: Vec<u64>,
+    forms: Vec<Form>,
 }
 
 const SMALL_LIMIT: usize = 64;
-/// Longest sampling stride: larger strides index more entries per form for little gain.
-/// Offsets are stored in 3 bits.
-const MAX_STRIDE: usize = 8;
+/// Longest sampling stride (offsets are stored in [`OFF_BITS`] bits).
+const MAX_STRIDE: usize = 16;
+const OFF_BITS: u32 = 5;
+/// Forms per tier, so that `form << OFF_BITS` fits in a `u32`.
+const TIER_FORMS: usize = 1 << (32 - OFF_BITS);
+/// Forms shorter than this get their own tier with 4-byte keys (they would force a short
+/// stride on all the others).
+const LONG_FORM: usize = 15;
+/// Filter bits per key (two set per key): 1.7% of the bench log's sampled positions pass
+/// the test at 12 bits, 3.8% at 8 (whose bucket lookups cost more than the larger filter).
+const BITS_PER_KEY: usize = 12;
 
 #[inline(always)]
 fn key(b: &[u8], len: usize) -> u64 {
@@ -212,102 +312,126 @@ fn key(b: &[u8], len: usize) -> u64 {
     u64::from_le_bytes(k)
 }
 
-/// Where key `k` lives: its filter word, the two bits it sets there, and its bucket.
-/// Two bits in one word (a blocked Bloom filter) give a lower false-positive rate at 8 bits
-/// per key than one bit at 16, so the filter is half the size: with 10k values it is the
-/// L2 cache's size rather than twice it, and the other passes evict less of it.
+/// Where key `k` lives in a filter of `nwords` words: its word, the two bits it sets there,
+/// and the hash for [`slot`]. Two bits in one word (a blocked Bloom filter) give a lower
+/// false-positive rate than one bit at twice the size. This runs at every sampled position,
+/// so it is one multiplication and shifts; the rest is computed only for filter hits.
 #[inline(always)]
-fn place(k: u64, word_mask: u32) -> (usize, u64, usize) {
+fn probe(k: u64, nwords: u64) -> (usize, u64, u64) {
     let h = k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let word = (h >> 40) as u32 & word_mask;
+    // Range reduction by multiplication: any filter size, not only powers of two.
+    let word = ((h >> 32) * nwords) >> 32;
+    let bits = 1u64 << ((h >> 20) & 63) | 1u64 << ((h >> 26) & 63);
+    (word as usize, bits, h)
+}
+
+/// A key's bucket (8 per filter word) and 32-bit fingerprint, from its [`probe`] hash.
+#[inline(always)]
+fn slot(h: u64, word: usize) -> (usize, u32) {
     let g = (h ^ (h >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    let bits = 1u64 << (g >> 58) | 1u64 << ((g >> 52) & 63);
-    let bucket = (word as usize) << 3 | ((g >> 49) & 7) as usize;
-    (word as usize, bits, bucket)
+    (word << 3 | (g >> 61) as usize, (g >> 16) as u32)
 }
 
 impl Tier {
-    fn new(forms: Vec<Vec<u8>>, key_len: usize) -> Tier {
-        let min = forms.iter().map(Vec::len).min().unwrap_or(key_len);
+    fn new(forms: Vec<Form>, key_len: usize, arena: &[u8]) -> Tier {
+        let bytes = |f: &Form| &arena[f.start as usize..f.end as usize];
+        let min = forms
+            .iter()
+            .map(|f| (f.end - f.start) as usize)
+            .min()
+            .unwrap_or(key_len);
         let stride = (min + 1 - key_len).clamp(1, MAX_STRIDE);
-        // 8 bits per entry, 2 per key: about one random position in 25 passes the test.
-        let nwords = (forms.len() * stride / 8).next_power_of_two().max(1 << 10);
-        let word_mask = (nwords - 1) as u32;
+        let nwords = (forms.len() * stride * BITS_PER_KEY / 64).max(1 << 10);
         let mut words = vec![0u64; nwords];
-        // Items grouped by bucket with a counting sort (two passes over the keys; sorting
-        // the pairs was most of the start-up time with 10k values).
-        let place_of = |fi: usize, off: usize| place(key(&forms[fi][off..], key_len), word_mask);
-        // Counts, then running ends, then each item placed by decrementing its bucket's end,
-        // which leaves the starts behind (no second 8 MiB array for the fill positions).
+        let mut placed: Vec<(u32, u32)> = Vec::with_capacity(forms.len() * stride);
         let mut starts = vec![0u32; nwords * 8 + 1];
-        for fi in 0..forms.len() {
+        for f in &forms {
+            let form = bytes(f);
             for off in 0..stride {
-                let (w, bits, b) = place_of(fi, off);
+                let (w, bits, h) = probe(key(&form[off..], key_len), nwords as u64);
+                let (b, fp) = slot(h, w);
                 words[w] |= bits;
                 starts[b] += 1;
+                placed.push((b as u32, fp));
             }
         }
         for i in 1..starts.len() {
             starts[i] += starts[i - 1];
         }
-        let mut items = vec![0u32; forms.len() * stride];
-        for fi in 0..forms.len() {
-            for off in 0..stride {
-                let (_, _, b) = place_of(fi, off);
-                starts[b] -= 1;
-                items[starts[b] as usize] = (fi as u32) << 3 | off as u32;
-            }
-        }
-        let mut arena = Vec::with_capacity(forms.iter().map(Vec::len).sum());
-        let mut ends = Vec::with_capacity(forms.len());
-        for f in &forms {
-            arena.extend_from_slice(f);
-            ends.push(arena.len() as u32);
+        let mut items = vec![0u64; placed.len()];
+        for (i, &(b, fp)) in placed.iter().enumerate() {
+            let (fi, off) = (i / stride, i % stride);
+            let b = b as usize;
+            starts[b] -= 1;
+            items[starts[b] as usize] =
+                (fp as u64) << 32 | ((fi as u32) << OFF_BITS | off as u32) as u64;
         }
         Tier {
             stride,
             key_len,
             words,
-            word_mask,
             starts,
             items,
-            arena,
-            ends,
+            forms,
         }
     }
 
-    fn form(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.arena[start..self.ends[i] as usize]
+    fn for_each(&self, hay: &[u8], large: &Large, f: &mut impl FnMut(usize, usize)) {
+        match self.key_len {
+            8 => self.scan::<8>(hay, large, f),
+            _ => self.scan::<4>(hay, large, f),
+        }
     }
 
-    fn for_each(&self, hay: &[u8], f: &mut impl FnMut(usize, usize)) {
-        // (Eight branch-free filter tests per step, to overlap their cache misses, measured
-        // slower than this plain loop.)
+    /// The sampling loop, with the key length a constant (one load per position).
+    fn scan<const K: usize>(&self, hay: &[u8], large: &Large, f: &mut impl FnMut(usize, usize)) {
+        let nwords = self.words.len() as u64;
         let mut p = 0;
-        while p + self.key_len <= hay.len() {
-            let (w, bits, bucket) = place(key(&hay[p..], self.key_len), self.word_mask);
+        while p + K <= hay.len() {
+            let (w, bits, h) = probe(key(&hay[p..], K), nwords);
             if self.words[w] & bits == bits {
-                self.candidates(hay, p, bucket, f);
+                let (bucket, fp) = slot(h, w);
+                self.candidates(hay, p, bucket, fp, large, f);
             }
             p += self.stride;
         }
     }
 
     /// Checks the forms of `bucket` whose key may sit at `p`.
-    fn candidates(&self, hay: &[u8], p: usize, bucket: usize, f: &mut impl FnMut(usize, usize)) {
+    #[inline(never)]
+    fn candidates(
+        &self,
+        hay: &[u8],
+        p: usize,
+        bucket: usize,
+        fp: u32,
+        large: &Large,
+        f: &mut impl FnMut(usize, usize),
+    ) {
         let (lo, hi) = (
             self.starts[bucket] as usize,
             self.starts[bucket + 1] as usize,
         );
         for &item in &self.items[lo..hi] {
-            let off = (item & 7) as usize;
+            if (item >> 32) as u32 != fp {
+                continue;
+            }
+            let item = item as u32;
+            let off = (item & ((1 << OFF_BITS) - 1)) as usize;
             let Some(start) = p.checked_sub(off) else {
                 continue;
             };
-            let form = self.form((item >> 3) as usize);
-            if hay[start..].starts_with(form) {
-                f(start, start + form.len());
+            let form = &self.forms[(item >> OFF_BITS) as usize];
+            let bytes = &large.arena[form.start as usize..form.end as usize];
+            if !hay[start..].starts_with(bytes) {
+                continue;
+            }
+            let end = start + bytes.len();
+            f(start, end);
+            for &(a, b) in &large.exts[form.ext.0 as usize..form.ext.1 as usize] {
+                if hay[end..].starts_with(&large.arena[a as usize..b as usize]) {
+                    f(start, end + (b - a) as usize);
+                }
             }
         }
     }
@@ -316,36 +440,90 @@ impl Tier {
 impl KnownValues {
     /// Builds the matcher over `values` and all their encoded forms; `None` when empty.
     pub fn new<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<KnownValues> {
-        let mut forms: Vec<Vec<u8>> = values.flat_map(encoded_forms).collect();
-        forms.retain(|f| f.len() >= 4);
+        let mut values: Vec<&[u8]> = values.collect();
+        values.sort_unstable();
+        values.dedup();
+        let mut fb = FormBuf::default();
+        let mut arena = Vec::new();
+        let mut forms: Vec<Form> = Vec::new();
+        let mut exts: Vec<(u32, u32)> = Vec::new();
+        // Per value: (indexed form, suffix range) pairs, grouped by form before storing.
+        let mut pending: Vec<(usize, (u32, u32))> = Vec::new();
+        let mut total = 0;
+        for v in values {
+            fb.fill(v);
+            let first = forms.len();
+            pending.clear();
+            for &r in &fb.ranges {
+                let bytes = fb.get(r);
+                // (Forms shorter than 4 bytes are too short for the filters' keys.)
+                if bytes.len() < 4 {
+                    continue;
+                }
+                total += 1;
+                let start = arena.len() as u32;
+                let prefix = (first..forms.len()).find(|&j| {
+                    let p = &forms[j];
+                    bytes.starts_with(&arena[p.start as usize..p.end as usize])
+                });
+                match prefix {
+                    Some(j) => {
+                        let skip = (forms[j].end - forms[j].start) as usize;
+                        arena.extend_from_slice(&bytes[skip..]);
+                        pending.push((j, (start, arena.len() as u32)));
+                    }
+                    None => {
+                        arena.extend_from_slice(bytes);
+                        forms.push(Form {
+                            start,
+                            end: arena.len() as u32,
+                            ext: (0, 0),
+                        });
+                    }
+                }
+            }
+            pending.sort_unstable_by_key(|&(j, _)| j);
+            for (j, group) in pending.chunk_by(|x, y| x.0 == y.0).map(|g| (g[0].0, g)) {
+                let lo = exts.len() as u32;
+                exts.extend(group.iter().map(|&(_, r)| r));
+                forms[j].ext = (lo, exts.len() as u32);
+            }
+        }
         if forms.is_empty() {
             return None;
         }
-        forms.sort_unstable();
-        forms.dedup();
-        if forms.len() <= SMALL_LIMIT {
+        if total <= SMALL_LIMIT {
+            let mut all: Vec<Vec<u8>> = Vec::with_capacity(total);
+            for form in &forms {
+                let bytes = &arena[form.start as usize..form.end as usize];
+                all.push(bytes.to_vec());
+                for &(a, b) in &exts[form.ext.0 as usize..form.ext.1 as usize] {
+                    all.push([bytes, &arena[a as usize..b as usize]].concat());
+                }
+            }
             // A failed build (it cannot, for so few literals) falls through to the filter:
             // never to matching nothing.
             if let Ok(ac) = aho_corasick::AhoCorasick::builder()
                 .match_kind(aho_corasick::MatchKind::LeftmostLongest)
                 .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-                .build(&forms)
+                .build(&all)
             {
                 return Some(KnownValues {
                     imp: KnownImp::Small(ac),
                 });
             }
         }
-        // Short forms would force a short stride and short keys on all: own tier.
-        let (long, short): (Vec<_>, Vec<_>) =
-            forms.into_iter().partition(|f| f.len() >= MAX_STRIDE + 7);
-        let tiers = [(short, 4), (long, 8)]
+        let (long, short): (Vec<Form>, Vec<Form>) = forms
             .into_iter()
-            .filter(|(t, _)| !t.is_empty())
-            .map(|(t, k)| Tier::new(t, k))
-            .collect();
+            .partition(|f| (f.end - f.start) as usize >= LONG_FORM);
+        let mut tiers = Vec::new();
+        for (set, key_len) in [(short, 4), (long, 8)] {
+            for chunk in set.chunks(TIER_FORMS) {
+                tiers.push(Tier::new(chunk.to_vec(), key_len, &arena));
+            }
+        }
         Some(KnownValues {
-            imp: KnownImp::Large(tiers),
+            imp: KnownImp::Large(Large { tiers, arena, exts }),
         })
     }
 
@@ -358,9 +536,9 @@ impl KnownValues {
                     f(m.start(), m.end());
                 }
             }
-            KnownImp::Large(tiers) => {
-                for t in tiers {
-                    t.for_each(hay, &mut f);
+            KnownImp::Large(large) => {
+                for t in &large.tiers {
+                    t.for_each(hay, large, &mut f);
                 }
             }
         }
@@ -370,6 +548,53 @@ impl KnownValues {
 #[cfg(test)]
 mod matcher_tests {
     use super::*;
+
+    /// Bytes covered by every occurrence of every form of `values`, found naively.
+    fn naive_cover(values: &[Vec<u8>], hay: &[u8]) -> Vec<bool> {
+        let mut c = vec![false; hay.len()];
+        for v in values {
+            for f in encoded_forms(v).iter().filter(|f| f.len() >= 4) {
+                for s in memchr::memmem::find_iter(hay, f) {
+                    c[s..s + f.len()].iter_mut().for_each(|x| *x = true);
+                }
+            }
+        }
+        c
+    }
+
+    fn cover(k: &KnownValues, hay: &[u8]) -> Vec<bool> {
+        let mut c = vec![false; hay.len()];
+        k.for_each(hay, |a, b| c[a..b].iter_mut().for_each(|x| *x = true));
+        c
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// The filters (forms indexed by sampled keys, base64 tails checked as extensions of
+        /// their aligned forms) cover exactly the bytes a naive search for every form does,
+        /// with values of every length and with characters that URL, JSON and base64 change.
+        #[test]
+        fn filters_cover_what_a_naive_search_does(
+            values in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(
+                    b"aZ09+/=_-.~ %\"\\\n\x01".to_vec()), 6..40), 8..30),
+            picks in proptest::collection::vec((0usize..1000, 0usize..1000, 0usize..6), 1..40),
+        ) {
+            let k = KnownValues::new(values.iter().map(|v| v.as_slice())).unwrap();
+            proptest::prop_assert!(matches!(k.imp, KnownImp::Large(_)));
+            // Forms of some values (whole or cut short), glued between filler of varying
+            // length, so that every alignment against the stride turns up.
+            let mut hay = Vec::new();
+            for &(vi, fi, gap) in &picks {
+                let forms = encoded_forms(&values[vi % values.len()]);
+                let f = &forms[fi % forms.len()];
+                let cut = if gap == 5 { f.len() - 1 } else { f.len() };
+                hay.extend_from_slice(&f[..cut]);
+                hay.extend(std::iter::repeat_n(b'.', gap));
+            }
+            proptest::prop_assert_eq!(cover(&k, &hay), naive_cover(&values, &hay));
+        }
+    }
 
     /// Every occurrence is found, at every alignment against the sampling stride, for short
     /// and long forms alike.

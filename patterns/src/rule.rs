@@ -191,8 +191,13 @@ pub fn parse_pack(name: &str, file: &str, text: &str) -> Result<Pack, Error> {
             None => Validator::None,
             Some(v) => Validator::parse(v).map_err(|m| rule_err(format!("validator: {m}")))?,
         };
-        if r.keywords.iter().any(|k| k.is_empty() || !k.is_ascii()) {
-            return Err(rule_err("keywords must be non-empty ASCII".into()));
+        if r.keywords
+            .iter()
+            .any(|k| k.is_empty() || !k.is_ascii() || k.contains(['\n', '\r']))
+        {
+            return Err(rule_err(
+                "keywords must be non-empty ASCII without line breaks".into(),
+            ));
         }
         let context = match r.context {
             None => None,
@@ -279,5 +284,17 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("x.toml:2") && e.contains("Bad Id"), "{e}");
+    }
+
+    /// The keyword search takes a found keyword to lie within one line.
+    #[test]
+    fn keywords_with_line_breaks_are_refused() {
+        for kw in ["a\\nb", "ab\\r"] {
+            let text = format!(
+                "[[rule]]\nid = \"k\"\ncategory = \"secret\"\nregex = 'ab'\nkeywords = [\"{kw}\"]\n"
+            );
+            let e = parse_pack("x", "x.toml", &text).unwrap_err().to_string();
+            assert!(e.contains("line breaks") && e.contains("x.toml:1"), "{e}");
+        }
     }
 }

@@ -205,6 +205,14 @@ impl Redactor {
     }
 }
 
+/// The bounds of the line holding `at`, from `cached` when it is that line.
+fn line_of(v: &[u8], cached: &mut (usize, usize), at: usize) -> (usize, usize) {
+    if at >= cached.1 || at < cached.0 {
+        *cached = line_bounds(v, at);
+    }
+    *cached
+}
+
 fn line_bounds(v: &[u8], at: usize) -> (usize, usize) {
     let start = memchr::memrchr(b'\n', &v[..at]).map_or(0, |p| p + 1);
     let end = memchr::memchr(b'\n', &v[at..]).map_or(v.len(), |p| at + p);
@@ -252,13 +260,12 @@ fn keyword_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
     }
     let mut lower = std::mem::take(&mut scratch.lower_buf);
     crate::anchor::lowercase_into(v, &mut lower);
+    // The line of the last confirmed keyword: hits come in order within a pass (a new pass
+    // starts over from the top), and most anchor hits confirm no keyword, so bounds are
+    // found only for those that do.
     let mut line = (0usize, 0usize);
     search.for_each_pass(&lower, |a, start| {
-        // Hits come in order within a pass; a new pass starts over from the top.
-        if start >= line.1 || start < line.0 {
-            line = line_bounds(v, start);
-        }
-        anchor_at(inner, scratch, v, &lower, a, start, line);
+        anchor_at(inner, scratch, v, &lower, a, start, &mut line);
         for &(a2, off) in &inner.anchor_overlaps[a] {
             let at = start + off as usize;
             let lit = &inner.anchors[a2 as usize];
@@ -268,7 +275,7 @@ fn keyword_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
                 && lower.len() >= at + lit.len()
                 && lower[at..at + lit.len()] == lit[..]
             {
-                anchor_at(inner, scratch, v, &lower, a2 as usize, at, line);
+                anchor_at(inner, scratch, v, &lower, a2 as usize, at, &mut line);
             }
         }
     });
@@ -284,14 +291,15 @@ fn anchor_at(
     lower: &[u8],
     a: usize,
     at: usize,
-    line: (usize, usize),
+    line: &mut (usize, usize),
 ) {
     for &(k, off) in &inner.anchor_keywords[a] {
         let Some(start) = at.checked_sub(off as usize) else {
             continue;
         };
         let kw = inner.keywords[k as usize].as_bytes();
-        if start < line.0 || start + kw.len() > line.1 {
+        // (Keywords hold no line breaks, so a keyword found lies within one line.)
+        if start + kw.len() > lower.len() {
             continue;
         }
         // First eight bytes as one masked integer compare: an anchor shared by dozens of
@@ -303,12 +311,26 @@ fn anchor_at(
                 continue;
             }
             if kw.len() <= 8 {
-                keyword_at(inner, scratch, v, k as usize, start, line);
+                keyword_at(
+                    inner,
+                    scratch,
+                    v,
+                    k as usize,
+                    start,
+                    line_of(v, line, start),
+                );
                 continue;
             }
         }
         if lower[start..start + kw.len()] == *kw {
-            keyword_at(inner, scratch, v, k as usize, start, line);
+            keyword_at(
+                inner,
+                scratch,
+                v,
+                k as usize,
+                start,
+                line_of(v, line, start),
+            );
         }
     }
 }

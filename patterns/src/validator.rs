@@ -617,21 +617,41 @@ fn is_plain_word(text: &[u8]) -> bool {
 }
 
 /// Shannon entropy of `text` in bits per byte (0 for empty text).
+///
+/// As `log2 n - (1/n) Σ c·log2 c` over the byte counts `c`, with `c·log2 c` from a table:
+/// the per-byte `-p·log2 p` form took ~2k instructions per candidate (a log2 per distinct
+/// byte and a walk over all 256 counts), 5% of a CI log's filtering.
 pub(crate) fn shannon_entropy(text: &[u8]) -> f32 {
+    static C_LOG2_C: std::sync::LazyLock<[f64; 256]> = std::sync::LazyLock::new(|| {
+        std::array::from_fn(|c| {
+            if c < 2 {
+                0.0
+            } else {
+                c as f64 * (c as f64).log2()
+            }
+        })
+    });
     if text.is_empty() {
         return 0.0;
     }
+    let table = &*C_LOG2_C;
     let mut counts = [0u32; 256];
     for &b in text {
         counts[usize::from(b)] += 1;
     }
-    let len = text.len() as f64;
-    let mut h = 0.0f64;
-    for &c in counts.iter().filter(|&&c| c > 0) {
-        let p = f64::from(c) / len;
-        h -= p * p.log2();
+    let mut sum = 0.0f64;
+    // Each distinct byte once, in the order it first occurs; its count is then cleared.
+    for &b in text {
+        let c = std::mem::take(&mut counts[usize::from(b)]) as usize;
+        if c > 0 {
+            sum += match table.get(c) {
+                Some(&t) => t,
+                None => c as f64 * (c as f64).log2(),
+            };
+        }
     }
-    h as f32
+    let n = text.len() as f64;
+    (n.log2() - sum / n) as f32
 }
 
 fn check_entropy(text: &[u8], min_bits: f32) -> bool {
@@ -1037,6 +1057,25 @@ mod tests {
         assert!(Validator::Entropy(3.0).check(b"Ab3dEf7h"));
         assert!(!Validator::Entropy(3.5).check(b"Ab3dEf7h")); // 8 bytes: at most 3 bits
         assert!(Validator::Entropy(4.5).check(b"Zq8/Lp3+Nw7xVb2kHs9mRt5yGd1cJf6e"));
+    }
+
+    proptest::proptest! {
+        /// The table form equals the textbook `-Σ p·log2 p`, including counts past the table
+        /// (a byte repeated 300 times).
+        #[test]
+        fn entropy_equals_the_textbook_formula(
+            text in proptest::collection::vec(proptest::sample::select(b"aab0-Z\xff".to_vec()), 0..600)
+        ) {
+            let mut counts = [0u32; 256];
+            text.iter().for_each(|&b| counts[b as usize] += 1);
+            let n = text.len() as f64;
+            let want: f64 = counts
+                .iter()
+                .filter(|&&c| c > 0)
+                .map(|&c| -(c as f64 / n) * (c as f64 / n).log2())
+                .sum();
+            proptest::prop_assert!((shannon_entropy(&text) as f64 - want).abs() < 1e-5);
+        }
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub struct RedactorBuilder {
     builtins_error: Option<String>,
     /// Off only in tests that compare the shape scanner with the DFA it replaces.
     pub(crate) shapes: bool,
+    /// Take the `secret` group's span from the match's edges where the pattern allows
+    /// (see [`crate::frame`]); off only in tests that compare with the capture engine.
+    pub(crate) frames: bool,
 }
 
 impl Default for RedactorBuilder {
@@ -72,6 +75,7 @@ impl RedactorBuilder {
             max_line: DEFAULT_MAX_LINE,
             builtins_error,
             shapes: true,
+            frames: true,
         }
     }
 
@@ -197,7 +201,11 @@ impl RedactorBuilder {
         let defs = self.selected_rules()?;
         let mut rules = Vec::with_capacity(defs.len());
         for def in defs {
-            rules.push(CompiledRule::compile(def)?);
+            let mut rule = CompiledRule::compile(def)?;
+            if !self.frames {
+                rule.frame = None;
+            }
+            rules.push(rule);
         }
         let mut ids: Vec<String> = rules.iter().map(|r| r.def.id.clone()).collect();
         let mut special = |name: &str| -> usize {
@@ -335,6 +343,8 @@ pub(crate) struct CompiledRule {
     hir: Hir,
     /// Capture group index of `secret`, when the rule masks only part of its match.
     pub(crate) secret_group: Option<usize>,
+    /// Where the secret group lies without a capture search, when the pattern fixes it.
+    pub(crate) frame: Option<crate::frame::Frame>,
     /// Longest match, or the cap for unbounded rules.
     pub(crate) max_len: usize,
     /// Context words automaton and window.
@@ -425,11 +435,13 @@ impl CompiledRule {
             .and_then(|b| crate::prefix::max_before(&hir, b))
             .map_or(max_len, |n| n.min(max_len));
         let anchored = follow.is_some();
+        let frame = secret_group.and_then(|g| crate::frame::secret_frame(&hir, g as u32));
         Ok(CompiledRule {
             def,
             regex,
             hir,
             secret_group,
+            frame,
             max_len,
             context,
             anchored,

@@ -14,6 +14,7 @@
 mod anchor;
 mod compile;
 mod error;
+mod frame;
 mod known;
 mod mask;
 mod prefix;

@@ -19,7 +19,7 @@ struct Seq {
 /// A set of bytes.
 pub(crate) type ByteSet = [u64; 4];
 
-fn set_add(set: &mut ByteSet, class: &ClassBytes) {
+pub(crate) fn set_add(set: &mut ByteSet, class: &ClassBytes) {
     for r in class.iter() {
         for b in r.start()..=r.end() {
             set[(b >> 6) as usize] |= 1 << (b & 63);

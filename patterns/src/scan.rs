@@ -404,6 +404,7 @@ fn anchored_rule(
     };
     let input = input.range(at..m.end());
     let (ms, me, ss, se) = match (&mut scratch.captures[ri as usize], rule.secret_group) {
+        _ if rule.frame.is_some() => framed(rule, v, m.start(), m.end()),
         (Some(caps), Some(g)) => {
             rule.regex.search_captures_with(cache, &input, caps);
             let Some(m) = caps.get_match() else { return };
@@ -430,6 +431,7 @@ fn search_rule(ri: u32, rule: &CompiledRule, scratch: &mut Scratch, v: &[u8], a:
     let cache = &mut scratch.caches[ri as usize];
     while let Some(found) = rule.regex.search_with(cache, &input) {
         let (ms, me, ss, se) = match (&mut scratch.captures[ri as usize], rule.secret_group) {
+            _ if rule.frame.is_some() => framed(rule, v, found.start(), found.end()),
             (Some(caps), Some(g)) => {
                 let exact = input
                     .clone()
@@ -460,6 +462,15 @@ fn search_rule(ri: u32, rule: &CompiledRule, scratch: &mut Scratch, v: &[u8], a:
         }
         input.set_start(next);
     }
+}
+
+/// The match `ms..me` and its secret part, from the rule's frame.
+fn framed(rule: &CompiledRule, v: &[u8], ms: usize, me: usize) -> (usize, usize, usize, usize) {
+    let (ss, se) = rule
+        .frame
+        .as_ref()
+        .map_or((ms, me), |f| f.secret(v, ms, me));
+    (ms, me, ss, se)
 }
 
 /// Validator and context checks on a candidate (match `ms..me`, masked part `ss..se`).
@@ -588,6 +599,10 @@ fn structural_candidate(
     let input = Input::new(v).range(start..end).anchored(Anchored::Yes);
     let cache = &mut scratch.caches[ri as usize];
     let (ms, me, ss, se) = match (&mut scratch.captures[ri as usize], rule.secret_group) {
+        _ if rule.frame.is_some() => {
+            let m = rule.regex.search_with(cache, &input)?;
+            framed(rule, v, m.start(), m.end())
+        }
         (Some(caps), Some(g)) => {
             rule.regex.search_captures_with(cache, &input, caps);
             let m = caps.get_match()?;

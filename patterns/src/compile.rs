@@ -223,7 +223,7 @@ impl RedactorBuilder {
         let mut keyword_rules: Vec<Vec<(u32, u32)>> = Vec::new();
         let mut structural_rules: Vec<u32> = Vec::new();
         let mut shaped_rules: Vec<u32> = Vec::new();
-        let (mut shape_cores, mut shape_reach) = (0u8, 0usize);
+        let (mut shape_cores, mut shape_reach) = (0u16, 0usize);
         let mut byte_rules: Vec<(u8, u32)> = Vec::new();
         for (i, r) in rules.iter().enumerate() {
             // Built-in rules with a shape core are found by the shape scanner, keywords or not.
@@ -576,7 +576,7 @@ impl RuleSet {
 /// core hit on either side.
 pub(crate) struct Shaped {
     pub(crate) set: RuleSet,
-    pub(crate) cores: u8,
+    pub(crate) cores: u16,
     pub(crate) reach: usize,
 }
 

@@ -276,8 +276,9 @@ struct Tier {
     key_len: usize,
     /// A blocked Bloom filter: each key sets two bits of one word.
     words: Vec<u64>,
-    /// Per bucket (8 per filter word): where its items start in `items`; one extra at the
-    /// end.
+    /// Per bucket (one per filter word, ~5 items): where its items start in `items`; one
+    /// extra at the end. (Eight buckets per word made this array 6 MB with 10k values, and
+    /// filling it at start-up a cache miss per key.)
     starts: Vec<u32>,
     /// `fingerprint << 32 | form index << OFF_BITS | offset of the key in the form`, grouped
     /// by bucket. The key's fingerprint rejects a filter false positive without loading the
@@ -325,11 +326,11 @@ fn probe(k: u64, nwords: u64) -> (usize, u64, u64) {
     (word as usize, bits, h)
 }
 
-/// A key's bucket (8 per filter word) and 32-bit fingerprint, from its [`probe`] hash.
+/// A key's 32-bit fingerprint, from its [`probe`] hash. (Its bucket is its filter word.)
 #[inline(always)]
-fn slot(h: u64, word: usize) -> (usize, u32) {
+fn fingerprint(h: u64) -> u32 {
     let g = (h ^ (h >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    (word << 3 | (g >> 61) as usize, (g >> 16) as u32)
+    (g >> 16) as u32
 }
 
 impl Tier {
@@ -344,15 +345,14 @@ impl Tier {
         let nwords = (forms.len() * stride * BITS_PER_KEY / 64).max(1 << 10);
         let mut words = vec![0u64; nwords];
         let mut placed: Vec<(u32, u32)> = Vec::with_capacity(forms.len() * stride);
-        let mut starts = vec![0u32; nwords * 8 + 1];
+        let mut starts = vec![0u32; nwords + 1];
         for f in &forms {
             let form = bytes(f);
             for off in 0..stride {
                 let (w, bits, h) = probe(key(&form[off..], key_len), nwords as u64);
-                let (b, fp) = slot(h, w);
                 words[w] |= bits;
-                starts[b] += 1;
-                placed.push((b as u32, fp));
+                starts[w] += 1;
+                placed.push((w as u32, fingerprint(h)));
             }
         }
         for i in 1..starts.len() {
@@ -390,8 +390,7 @@ impl Tier {
         while p + K <= hay.len() {
             let (w, bits, h) = probe(key(&hay[p..], K), nwords);
             if self.words[w] & bits == bits {
-                let (bucket, fp) = slot(h, w);
-                self.candidates(hay, p, bucket, fp, large, f);
+                self.candidates(hay, p, w, fingerprint(h), large, f);
             }
             p += self.stride;
         }

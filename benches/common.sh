@@ -8,13 +8,23 @@ usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exi
 is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-# bench_input DIR MB SEED: prints the path of the generated CI log of MB MiB (made with
-# gen_log.py when missing or of another size).
+# stamp_of FILE...: a short digest of the files' contents.
+stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+# bench_input DIR MB SEED: prints the path of the generated CI log of MB MiB, generated
+# again with gen_log.py when missing, of another size, or made by another version of
+# gen_log.py (the stamp file beside it records which).
 bench_input() {
     local f="$1/ci-${2}mb-seed$3.log"
-    if [ ! -s "$f" ] || [ "$(stat -c %s "$f")" != $(($2 << 20)) ]; then
-        echo "$SELF: generating $f" >&2
-        python3 "$HERE/gen_log.py" "$f" --mb "$2" --seed "$3" >&2 || die "gen_log.py failed"
+    local want
+    want="$(stamp_of "$HERE/gen_log.py") $(($2 << 20))"
+    if [ -f "$f" ] && [ "$(cat "$f.stamp" 2>/dev/null)" = "$want" ] &&
+        [ "$(stat -c %s "$f")" = $(($2 << 20)) ]; then
+        echo "$f"
+        return
     fi
+    echo "$SELF: generating $2 MiB of CI log (seed $3) into $f" >&2
+    python3 "$HERE/gen_log.py" "$f" --mb "$2" --seed "$3" >&2 || die "gen_log.py failed"
+    echo "$want" >"$f.stamp"
     echo "$f"
 }

@@ -116,24 +116,10 @@ fi
 # ---------------------------------------------------------------------------------------
 # inputs (reused while the size, seed and generator are unchanged)
 
-stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
-
-make_log() {  # make_log MIB -> path
-    local mb=$1 f="$DIR/ci-${1}mb-seed${SEED}.log"
-    local want="$(stamp_of "$HERE/gen_log.py") $((mb << 20))"
-    if [ -f "$f" ] && [ "$(cat "$f.stamp" 2>/dev/null)" = "$want" ] &&
-        [ "$(stat -c %s "$f")" = $((mb << 20)) ]; then
-        echo "$f"; return
-    fi
-    note "generating $mb MiB of CI log (seed $SEED) into $f"
-    python3 "$HERE/gen_log.py" "$f" --mb "$mb" --seed "$SEED" >&2 || die "gen_log.py failed"
-    echo "$want" >"$f.stamp"
-    echo "$f"
-}
-INPUT=$(make_log "$MB")
+INPUT=$(bench_input "$DIR" "$MB" "$SEED") || exit 2
 SLOW_INPUT=$INPUT
-[ "$SLOW_MB" -lt "$MB" ] && SLOW_INPUT=$(make_log "$SLOW_MB")
-CHECK_INPUT=$(make_log 4)  # untimed output check of every row
+if [ "$SLOW_MB" -lt "$MB" ]; then SLOW_INPUT=$(bench_input "$DIR" "$SLOW_MB" "$SEED") || exit 2; fi
+CHECK_INPUT=$(bench_input "$DIR" 4 "$SEED") || exit 2  # untimed output check of every row
 
 RULES200=$DIR/200rules.toml PEER200=$DIR/peer_rules_200.txt KNOWN=$DIR/known10k.txt
 want="$(stamp_of "$HERE/gen_rules.py" "$HERE/peer_rules.txt") $SEED"

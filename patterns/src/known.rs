@@ -344,27 +344,31 @@ impl Tier {
         let stride = (min + 1 - key_len).clamp(1, MAX_STRIDE);
         let nwords = (forms.len() * stride * BITS_PER_KEY / 64).max(1 << 10);
         let mut words = vec![0u64; nwords];
-        let mut placed: Vec<(u32, u32)> = Vec::with_capacity(forms.len() * stride);
+        // Items grouped by bucket with a counting sort: counts, then running ends, then each
+        // item placed by decrementing its bucket's end, which leaves the starts behind.
         let mut starts = vec![0u32; nwords + 1];
-        for f in &forms {
+        let hashes = |f: &Form| {
             let form = bytes(f);
-            for off in 0..stride {
-                let (w, bits, h) = probe(key(&form[off..], key_len), nwords as u64);
+            (0..stride).map(move |off| probe(key(&form[off..], key_len), nwords as u64))
+        };
+        for f in &forms {
+            for (w, bits, _) in hashes(f) {
                 words[w] |= bits;
                 starts[w] += 1;
-                placed.push((w as u32, fingerprint(h)));
             }
         }
         for i in 1..starts.len() {
             starts[i] += starts[i - 1];
         }
-        let mut items = vec![0u64; placed.len()];
-        for (i, &(b, fp)) in placed.iter().enumerate() {
-            let (fi, off) = (i / stride, i % stride);
-            let b = b as usize;
-            starts[b] -= 1;
-            items[starts[b] as usize] =
-                (fp as u64) << 32 | ((fi as u32) << OFF_BITS | off as u32) as u64;
+        // Hashed again rather than kept: the keys' buckets and fingerprints would be a
+        // temporary array as large as `items` at the start-up's peak.
+        let mut items = vec![0u64; forms.len() * stride];
+        for (fi, f) in forms.iter().enumerate() {
+            for (off, (w, _, h)) in hashes(f).enumerate() {
+                starts[w] -= 1;
+                items[starts[w] as usize] =
+                    (fingerprint(h) as u64) << 32 | ((fi as u32) << OFF_BITS | off as u32) as u64;
+            }
         }
         Tier {
             stride,

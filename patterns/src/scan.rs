@@ -304,38 +304,24 @@ fn anchor_at(
         }
         // First eight bytes as one masked integer compare: an anchor shared by dozens of
         // keywords (`api` with 200 vendor rules) would otherwise cost a memcmp call each.
-        if let Some(word) = lower.get(start..start + 8) {
-            let (head, mask) = inner.keyword_heads[k as usize];
-            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
-            if word & mask != head {
-                continue;
+        let found = match lower.get(start..start + 8) {
+            Some(word) => {
+                let (head, mask) = inner.keyword_heads[k as usize];
+                let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+                word & mask == head && (kw.len() <= 8 || lower[start..start + kw.len()] == *kw)
             }
-            if kw.len() <= 8 {
-                keyword_at(
-                    inner,
-                    scratch,
-                    v,
-                    k as usize,
-                    start,
-                    line_of(v, line, start),
-                );
-                continue;
-            }
-        }
-        if lower[start..start + kw.len()] == *kw {
-            keyword_at(
-                inner,
-                scratch,
-                v,
-                k as usize,
-                start,
-                line_of(v, line, start),
-            );
+            None => lower[start..start + kw.len()] == *kw,
+        };
+        if found {
+            let line = line_of(v, line, start);
+            keyword_at(inner, scratch, v, k as usize, start, line);
         }
     }
 }
 
-/// Schedules or runs the rules of keyword `k`, which occurs at `at` in line `line`.
+/// Schedules or runs the rules of keyword `k`, which occurs at `at` in line `line`. (Out of
+/// line: inlined into `anchor_at`, the whole filter took 1% more instructions.)
+#[inline(never)]
 fn keyword_at(
     inner: &Inner,
     scratch: &mut Scratch,

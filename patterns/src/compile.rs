@@ -278,7 +278,8 @@ impl RedactorBuilder {
             .map(|r| r.max_len + r.context.as_ref().map_or(0, |c| c.1))
             .max()
             .unwrap_or(0)
-            .max(self.known.iter().map(|v| v.len() * 3).max().unwrap_or(0))
+            // The longest form of a value: JSON's `\u00XX` for control bytes, 6 per byte.
+            .max(self.known.iter().map(|v| v.len() * 6).max().unwrap_or(0))
             + 8;
         let window = self.window.max(overlap * 4);
         let keyword_heads: Vec<(u64, u64)> = keywords
@@ -386,6 +387,11 @@ impl CompiledRule {
             id: def.id.clone(),
             message,
         };
+        // (Also checked when a pack is parsed; a `RuleDef` built in code gets here directly.
+        // The keyword search takes a found keyword to lie within one line.)
+        if def.keywords.iter().any(|k| k.contains(['\n', '\r'])) {
+            return Err(err("keywords must not contain line breaks".into()));
+        }
         let hir = regex_syntax::ParserBuilder::new()
             .unicode(false)
             .utf8(false)
@@ -655,6 +661,16 @@ mod tests {
             .unwrap();
         assert!(re.is_match("a b"));
         assert!(!re.is_match("a\nb"));
+    }
+
+    /// A rule built in code (not parsed from a pack) with a line break in a keyword is refused
+    /// too, naming the rule.
+    #[test]
+    fn keywords_with_line_breaks_are_refused_at_build() {
+        let mut def = crate::rule::builtin_packs().unwrap()[0].rules[0].clone();
+        def.keywords = vec!["pass\nword".into()];
+        let e = check_examples(&[def.clone()]).unwrap_err().to_string();
+        assert!(e.contains("line breaks") && e.contains(&def.id), "{e}");
     }
 
     /// Keyword rules should start with their keyword so they run anchored at each hit; the few

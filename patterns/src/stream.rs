@@ -416,7 +416,8 @@ impl Stream {
             return;
         }
         self.inband.push(value.to_vec());
-        self.inband_overlap = self.inband_overlap.max(value.len() * 3 + 8);
+        // (The longest form: JSON's `\u00XX`, 6 bytes per control byte.)
+        self.inband_overlap = self.inband_overlap.max(value.len() * 6 + 8);
         self.inband_ac = KnownValues::new(self.inband.iter().map(|v| v.as_slice()));
     }
 

@@ -291,3 +291,25 @@ fn rule_named_for_a_shared_span_does_not_depend_on_chunking() {
     s.finish(&mut by_line);
     assert!(by_line == whole);
 }
+
+/// A known value of control bytes leaks in JSON as `\u00XX`, six bytes per byte: windows over
+/// a long line overlap by that much, so the form is found wherever a window boundary falls
+/// (with an overlap of three bytes per byte, forms across a boundary were missed).
+#[test]
+fn long_json_escaped_known_value_is_masked_across_windows() {
+    let value: Vec<u8> = (0..200).map(|i| [1u8, 2, 3, 0x1f][i % 4]).collect();
+    let json: String = value.iter().map(|b| format!("\\u{b:04x}")).collect();
+    let mut b = RedactorBuilder::empty();
+    b.known_value(&value, "test").unwrap();
+    b.window(1024).max_line_bytes(1 << 20);
+    let r = b.build().unwrap();
+    for pad in (0..6000).step_by(97) {
+        let mut input = vec![b'a'; pad];
+        input.extend_from_slice(json.as_bytes());
+        input.extend(std::iter::repeat_n(b'b', 20_000));
+        input.push(b'\n');
+        let (out, _) = r.redact_all(&input);
+        let text = String::from_utf8_lossy(&out);
+        assert!(!text.contains("\\u0001"), "pad {pad}");
+    }
+}

@@ -33,6 +33,9 @@ pub const KNOWN_VALUE_ID: &str = "known-value";
 pub const PRIVATE_KEY_BLOCK_ID: &str = "private-key-block";
 /// Id of the fail-closed marker for lines past the hard limit.
 pub const LINE_TOO_LONG_ID: &str = "line-too-long";
+/// Most bytes of known values in one redactor (64 MiB: a million 64-byte secrets). Their
+/// encoded forms, about 30 bytes per value byte, must stay within 32-bit offsets.
+pub const MAX_KNOWN_BYTES: usize = 64 << 20;
 
 /// Collects packs, rules, known values and options; `build` compiles them once.
 #[derive(Clone, Debug)]
@@ -272,6 +275,16 @@ impl RedactorBuilder {
             cores: shape_cores,
             reach: shape_reach,
         });
+        let total: usize = self.known.iter().map(Vec::len).sum();
+        if total > MAX_KNOWN_BYTES {
+            return Err(Error::Compile {
+                what: "known values".into(),
+                message: format!(
+                    "{total} bytes of values to mask; at most {MAX_KNOWN_BYTES} (their encoded \
+                     forms are indexed with 32-bit offsets)"
+                ),
+            });
+        }
         let known = KnownValues::new(self.known.iter().map(|v| v.as_slice()));
         let overlap = rules
             .iter()
@@ -671,6 +684,20 @@ mod tests {
         def.keywords = vec!["pass\nword".into()];
         let e = check_examples(&[def.clone()]).unwrap_err().to_string();
         assert!(e.contains("line breaks") && e.contains(&def.id), "{e}");
+    }
+
+    #[test]
+    fn too_many_known_bytes_are_refused() {
+        let mut b = RedactorBuilder::empty();
+        let value = vec![b'k'; 1 << 20];
+        for _ in 0..=MAX_KNOWN_BYTES >> 20 {
+            b.known_value(&value, "test").unwrap();
+        }
+        let Err(e) = b.build() else {
+            panic!("64 MiB and one more of known values were accepted");
+        };
+        let e = e.to_string();
+        assert!(e.contains("known values"), "{e}");
     }
 
     /// Keyword rules should start with their keyword so they run anchored at each hit; the few

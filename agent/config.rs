@@ -622,29 +622,6 @@ pub struct Config {
     text: String,
 }
 
-/// `host:port` of a syslog sink (`[v6]:port` for an IPv6 address); no default port, since
-/// 6514 (TLS) and 514 (plain) are both common and a wrong guess fails late.
-fn syslog_endpoint(
-    s: &RawSink,
-    span: &Range<usize>,
-    err_at: &dyn Fn(Option<Range<usize>>, String) -> ConfigError,
-) -> Result<String, ConfigError> {
-    let Some(a) = &s.address else {
-        return Err(err_at(
-            Some(span.clone()),
-            "a syslog sink needs `address` (host:port, e.g. \"siem.example.com:6514\")".into(),
-        ));
-    };
-    split_host_port(a.get_ref())
-        .map(|_| a.get_ref().clone())
-        .ok_or_else(|| {
-            err_at(
-                Some(a.span()),
-                format!("address {:?}: expected host:port", a.get_ref()),
-            )
-        })
-}
-
 /// Splits `host:port` / `[v6]:port`.
 pub fn split_host_port(a: &str) -> Option<(String, u16)> {
     let (host, port) = a.rsplit_once(':')?;
@@ -659,13 +636,26 @@ pub fn split_host_port(a: &str) -> Option<(String, u16)> {
     Some((host.to_string(), port))
 }
 
+/// A syslog sink's endpoint (`host:port`, `[v6]:port` for an IPv6 address, as written) and
+/// settings. There is no default port: 6514 (TLS) and 514 (plain) are both common and a wrong
+/// guess fails late.
 fn syslog_config(
     s: &RawSink,
     span: &Range<usize>,
     err_at: &dyn Fn(Option<Range<usize>>, String) -> ConfigError,
-) -> Result<SyslogConfig, ConfigError> {
-    let a = s.address.as_ref().expect("checked by syslog_endpoint");
-    let (host, port) = split_host_port(a.get_ref()).expect("checked by syslog_endpoint");
+) -> Result<(String, SyslogConfig), ConfigError> {
+    let Some(a) = &s.address else {
+        return Err(err_at(
+            Some(span.clone()),
+            "a syslog sink needs `address` (host:port, e.g. \"siem.example.com:6514\")".into(),
+        ));
+    };
+    let Some((host, port)) = split_host_port(a.get_ref()) else {
+        return Err(err_at(
+            Some(a.span()),
+            format!("address {:?}: expected host:port", a.get_ref()),
+        ));
+    };
     let tls = s.tls.unwrap_or(true);
     if !tls {
         for (k, set) in [
@@ -707,12 +697,15 @@ fn syslog_config(
     };
     let facility = code(&s.facility, 16, "facility")?;
     let severity = code(&s.severity, 6, "severity")?;
-    Ok(SyslogConfig {
-        host,
-        port,
-        tls,
-        pri: facility * 8 + severity,
-    })
+    Ok((
+        a.get_ref().clone(),
+        SyslogConfig {
+            host,
+            port,
+            tls,
+            pri: facility * 8 + severity,
+        },
+    ))
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -1134,8 +1127,11 @@ impl Config {
                         "client_cert and client_key go together (PEM files for mTLS)".into(),
                     ));
                 }
+                let mut syslog = None;
                 let url = if s.kind == SinkKind::Syslog {
-                    syslog_endpoint(s, &span, &err_at)?
+                    let (endpoint, config) = syslog_config(s, &span, &err_at)?;
+                    syslog = Some(config);
+                    endpoint
                 } else {
                     let Some(url) = &s.url else {
                         return Err(err_at(
@@ -1175,8 +1171,8 @@ impl Config {
                 }
                 let kind = if s.kind == SinkKind::Elasticsearch {
                     es_kind(s, span.clone()).map_err(|(sp, m)| err_at(Some(sp), m))?
-                } else if s.kind == SinkKind::Syslog {
-                    ForwardKind::Syslog(syslog_config(s, &span, &err_at)?)
+                } else if let Some(config) = syslog {
+                    ForwardKind::Syslog(config)
                 } else if s.kind == SinkKind::Http {
                     let mut headers = Vec::new();
                     if let Some(h) = &s.headers {

@@ -113,7 +113,12 @@ impl Redactor {
             captures: inner
                 .rules
                 .iter()
-                .map(|r| r.secret_group.map(|_| r.regex.create_captures()))
+                // (A framed rule takes its group from the match's edges: no captures.)
+                .map(|r| {
+                    r.secret_group
+                        .filter(|_| r.frame.is_none())
+                        .map(|_| r.regex.create_captures())
+                })
                 .collect(),
             structural_cache: inner.structural.as_ref().map(|s| s.regex.create_cache()),
             shaped_cache: inner.shaped.as_ref().map(|s| s.set.regex.create_cache()),
@@ -388,18 +393,9 @@ fn anchored_rule(
     let Some(m) = rule.regex.search_with(cache, &input) else {
         return;
     };
-    let input = input.range(at..m.end());
-    let (ms, me, ss, se) = match (&mut scratch.captures[ri as usize], rule.secret_group) {
-        _ if rule.frame.is_some() => framed(rule, v, m.start(), m.end()),
-        (Some(caps), Some(g)) => {
-            rule.regex.search_captures_with(cache, &input, caps);
-            let Some(m) = caps.get_match() else { return };
-            match caps.get_group(g) {
-                Some(s) => (m.start(), m.end(), s.start, s.end),
-                None => return,
-            }
-        }
-        _ => (m.start(), m.end(), m.start(), m.end()),
+    let (ms, me) = (m.start(), m.end());
+    let Some((ss, se)) = secret_of(rule, ri, scratch, v, ms, me) else {
+        return;
     };
     if ss < se && accept(rule, v, ms, me, ss, se) {
         scratch.spans.push(Span {
@@ -414,24 +410,12 @@ fn anchored_rule(
 /// matches.
 fn search_rule(ri: u32, rule: &CompiledRule, scratch: &mut Scratch, v: &[u8], a: usize, b: usize) {
     let mut input = Input::new(v).range(a..b);
-    let cache = &mut scratch.caches[ri as usize];
-    while let Some(found) = rule.regex.search_with(cache, &input) {
-        let (ms, me, ss, se) = match (&mut scratch.captures[ri as usize], rule.secret_group) {
-            _ if rule.frame.is_some() => framed(rule, v, found.start(), found.end()),
-            (Some(caps), Some(g)) => {
-                let exact = input
-                    .clone()
-                    .range(found.start()..found.end())
-                    .anchored(Anchored::Yes);
-                rule.regex.search_captures_with(cache, &exact, caps);
-                let Some(m) = caps.get_match() else { break };
-                match caps.get_group(g) {
-                    Some(s) => (m.start(), m.end(), s.start, s.end),
-                    None => (m.start(), m.end(), m.end(), m.end()),
-                }
-            }
-            _ => (found.start(), found.end(), found.start(), found.end()),
-        };
+    while let Some(found) = rule
+        .regex
+        .search_with(&mut scratch.caches[ri as usize], &input)
+    {
+        let (ms, me) = (found.start(), found.end());
+        let (ss, se) = secret_of(rule, ri, scratch, v, ms, me).unwrap_or((me, me));
         let accepted = ss < se && accept(rule, v, ms, me, ss, se);
         if accepted {
             scratch.spans.push(Span {
@@ -450,13 +434,31 @@ fn search_rule(ri: u32, rule: &CompiledRule, scratch: &mut Scratch, v: &[u8], a:
     }
 }
 
-/// The match `ms..me` and its secret part, from the rule's frame.
-fn framed(rule: &CompiledRule, v: &[u8], ms: usize, me: usize) -> (usize, usize, usize, usize) {
-    let (ss, se) = rule
-        .frame
-        .as_ref()
-        .map_or((ms, me), |f| f.secret(v, ms, me));
-    (ms, me, ss, se)
+/// The secret part of `rule`'s match `ms..me` (leftmost-first, as every engine finds it):
+/// read off the match's edges when the pattern allows (see [`crate::frame`]), else from a
+/// capture search over exactly the match, else the whole match. `None` when the `secret`
+/// group took no part in the match.
+fn secret_of(
+    rule: &CompiledRule,
+    ri: u32,
+    scratch: &mut Scratch,
+    v: &[u8],
+    ms: usize,
+    me: usize,
+) -> Option<(usize, usize)> {
+    if let Some(frame) = &rule.frame {
+        return Some(frame.secret(v, ms, me));
+    }
+    match (&mut scratch.captures[ri as usize], rule.secret_group) {
+        (Some(caps), Some(g)) => {
+            let exact = Input::new(v).range(ms..me).anchored(Anchored::Yes);
+            rule.regex
+                .search_captures_with(&mut scratch.caches[ri as usize], &exact, caps);
+            let s = caps.get_group(g)?;
+            Some((s.start, s.end))
+        }
+        _ => Some((ms, me)),
+    }
 }
 
 /// Validator and context checks on a candidate (match `ms..me`, masked part `ss..se`).
@@ -579,27 +581,14 @@ fn structural_candidate(
     start: usize,
 ) -> Option<usize> {
     let rule = &inner.rules[ri as usize];
-    // Bound the search by the rule's longest match (+1 for a trailing look-around byte): the
-    // capture engine's work and memory grow with the searched length.
+    // Bound the search by the rule's longest match (+1 for a trailing look-around byte).
     let end = (start + rule.max_len + 1).min(v.len());
     let input = Input::new(v).range(start..end).anchored(Anchored::Yes);
-    let cache = &mut scratch.caches[ri as usize];
-    let (ms, me, ss, se) = match (&mut scratch.captures[ri as usize], rule.secret_group) {
-        _ if rule.frame.is_some() => {
-            let m = rule.regex.search_with(cache, &input)?;
-            framed(rule, v, m.start(), m.end())
-        }
-        (Some(caps), Some(g)) => {
-            rule.regex.search_captures_with(cache, &input, caps);
-            let m = caps.get_match()?;
-            let s = caps.get_group(g)?;
-            (m.start(), m.end(), s.start, s.end)
-        }
-        _ => {
-            let m = rule.regex.search_with(cache, &input)?;
-            (m.start(), m.end(), m.start(), m.end())
-        }
-    };
+    let m = rule
+        .regex
+        .search_with(&mut scratch.caches[ri as usize], &input)?;
+    let (ms, me) = (m.start(), m.end());
+    let (ss, se) = secret_of(rule, ri, scratch, v, ms, me)?;
     if ss < se && accept(rule, v, ms, me, ss, se) {
         scratch.spans.push(Span {
             start: ss,

@@ -14,7 +14,7 @@ use regex_automata::util::syntax;
 use regex_syntax::hir::{Class, ClassBytesRange, Hir, HirKind, Repetition};
 
 use crate::error::Error;
-use crate::known::{KnownValues, MIN_KNOWN_LEN};
+use crate::known::{longest_form, KnownValues, MIN_KNOWN_LEN};
 use crate::mask::MaskStyle;
 use crate::rule::{builtin_packs, parse_pack, Category, Pack, RuleDef};
 use crate::validator::Validator;
@@ -291,8 +291,13 @@ impl RedactorBuilder {
             .map(|r| r.max_len + r.context.as_ref().map_or(0, |c| c.1))
             .max()
             .unwrap_or(0)
-            // The longest form of a value: JSON's `\u00XX` for control bytes, 6 per byte.
-            .max(self.known.iter().map(|v| v.len() * 6).max().unwrap_or(0))
+            .max(
+                self.known
+                    .iter()
+                    .map(|v| longest_form(v.len()))
+                    .max()
+                    .unwrap_or(0),
+            )
             + 8;
         let window = self.window.max(overlap * 4);
         let keyword_heads: Vec<(u64, u64)> = keywords

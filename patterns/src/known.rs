@@ -2,7 +2,8 @@
 //!
 //! A value printed by a build rarely appears only raw: `echo $TOKEN | base64`, a URL query, a
 //! JSON document or a hex dump all carry it too. Each value is expanded into every form below,
-//! and all forms go into one exact Aho-Corasick automaton.
+//! and the forms are found by one Aho-Corasick automaton (few forms) or sampled hash filters
+//! (see [`KnownValues`]).
 
 use base64::engine::general_purpose;
 use base64::Engine;
@@ -10,6 +11,12 @@ use base64::Engine;
 /// Values shorter than this are refused: GitHub's runner once masked `{` everywhere because it
 /// had no minimum.
 pub const MIN_KNOWN_LEN: usize = 6;
+
+/// The longest form of a value of `len` bytes: JSON's `\u00XX` for a control byte, six bytes
+/// per byte. (Windows over long lines must overlap by this much.)
+pub(crate) fn longest_form(len: usize) -> usize {
+    len * 6
+}
 
 /// Every form of `value` to mask: raw, base64 (standard and URL-safe alphabets, each at the
 /// three alignments a value can take inside a longer base64 stream), URL-encoded, JSON-escaped
@@ -257,6 +264,12 @@ struct Form {
     ext: (u32, u32),
 }
 
+impl Form {
+    fn bytes<'a>(&self, arena: &'a [u8]) -> &'a [u8] {
+        &arena[self.start as usize..self.end as usize]
+    }
+}
+
 /// Forms of similar length, found by sampling. If every form is at least `min` bytes long,
 /// an occurrence starting at `s` covers one of the positions `0, S, 2S, ...` with
 /// `S = min - K + 1`, at an offset `o < S` from its start, with `K` bytes of the form there.
@@ -300,21 +313,18 @@ const LONG_FORM: usize = 15;
 /// the test at 12 bits, 3.8% at 8 (whose bucket lookups cost more than the larger filter).
 const BITS_PER_KEY: usize = 12;
 
+/// The key at the start of `b`: 8 bytes, or 4 for the short tier (single loads).
 #[inline(always)]
 fn key(b: &[u8], len: usize) -> u64 {
-    // The two lengths in use, as single loads (a variable-length copy is a memcpy call).
-    match len {
-        8 => return u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
-        4 => return u32::from_le_bytes(b[..4].try_into().expect("4 bytes")) as u64,
-        _ => {}
+    if len == 8 {
+        u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+    } else {
+        u32::from_le_bytes(b[..4].try_into().expect("4 bytes")) as u64
     }
-    let mut k = [0u8; 8];
-    k[..len].copy_from_slice(&b[..len]);
-    u64::from_le_bytes(k)
 }
 
 /// Where key `k` lives in a filter of `nwords` words: its word, the two bits it sets there,
-/// and the hash for [`slot`]. Two bits in one word (a blocked Bloom filter) give a lower
+/// and the hash for [`fingerprint`]. Two bits in one word (a blocked Bloom filter) give a lower
 /// false-positive rate than one bit at twice the size. This runs at every sampled position,
 /// so it is one multiplication and shifts; the rest is computed only for filter hits.
 #[inline(always)]
@@ -335,7 +345,6 @@ fn fingerprint(h: u64) -> u32 {
 
 impl Tier {
     fn new(forms: Vec<Form>, key_len: usize, arena: &[u8]) -> Tier {
-        let bytes = |f: &Form| &arena[f.start as usize..f.end as usize];
         let min = forms
             .iter()
             .map(|f| (f.end - f.start) as usize)
@@ -348,7 +357,7 @@ impl Tier {
         // item placed by decrementing its bucket's end, which leaves the starts behind.
         let mut starts = vec![0u32; nwords + 1];
         let hashes = |f: &Form| {
-            let form = bytes(f);
+            let form = f.bytes(arena);
             (0..stride).map(move |off| probe(key(&form[off..], key_len), nwords as u64))
         };
         for f in &forms {
@@ -425,7 +434,7 @@ impl Tier {
                 continue;
             };
             let form = &self.forms[(item >> OFF_BITS) as usize];
-            let bytes = &large.arena[form.start as usize..form.end as usize];
+            let bytes = form.bytes(&large.arena);
             if !hay[start..].starts_with(bytes) {
                 continue;
             }
@@ -452,7 +461,6 @@ impl KnownValues {
         let mut exts: Vec<(u32, u32)> = Vec::new();
         // Per value: (indexed form, suffix range) pairs, grouped by form before storing.
         let mut pending: Vec<(usize, (u32, u32))> = Vec::new();
-        let mut total = 0;
         for v in values {
             fb.fill(v);
             let first = forms.len();
@@ -463,12 +471,9 @@ impl KnownValues {
                 if bytes.len() < 4 {
                     continue;
                 }
-                total += 1;
                 let start = arena.len() as u32;
-                let prefix = (first..forms.len()).find(|&j| {
-                    let p = &forms[j];
-                    bytes.starts_with(&arena[p.start as usize..p.end as usize])
-                });
+                let prefix =
+                    (first..forms.len()).find(|&j| bytes.starts_with(forms[j].bytes(&arena)));
                 match prefix {
                     Some(j) => {
                         let skip = (forms[j].end - forms[j].start) as usize;
@@ -495,10 +500,10 @@ impl KnownValues {
         if forms.is_empty() {
             return None;
         }
-        if total <= SMALL_LIMIT {
-            let mut all: Vec<Vec<u8>> = Vec::with_capacity(total);
+        if forms.len() + exts.len() <= SMALL_LIMIT {
+            let mut all: Vec<Vec<u8>> = Vec::new();
             for form in &forms {
-                let bytes = &arena[form.start as usize..form.end as usize];
+                let bytes = form.bytes(&arena);
                 all.push(bytes.to_vec());
                 for &(a, b) in &exts[form.ext.0 as usize..form.ext.1 as usize] {
                     all.push([bytes, &arena[a as usize..b as usize]].concat());

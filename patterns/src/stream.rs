@@ -21,7 +21,7 @@ use memchr::memmem;
 
 use crate::compile::Redactor;
 use crate::known::KnownValues;
-use crate::known::MIN_KNOWN_LEN;
+use crate::known::{longest_form, MIN_KNOWN_LEN};
 use crate::scan::{write_masked, Counts, Scratch, Span};
 use crate::view::view;
 
@@ -416,8 +416,7 @@ impl Stream {
             return;
         }
         self.inband.push(value.to_vec());
-        // (The longest form: JSON's `\u00XX`, 6 bytes per control byte.)
-        self.inband_overlap = self.inband_overlap.max(value.len() * 6 + 8);
+        self.inband_overlap = self.inband_overlap.max(longest_form(value.len()) + 8);
         self.inband_ac = KnownValues::new(self.inband.iter().map(|v| v.as_slice()));
     }
 

@@ -405,10 +405,9 @@ impl CompiledRule {
             id: def.id.clone(),
             message,
         };
-        // (Also checked when a pack is parsed; a `RuleDef` built in code gets here directly.
-        // The keyword search takes a found keyword to lie within one line.)
-        if def.keywords.iter().any(|k| k.contains(['\n', '\r'])) {
-            return Err(err("keywords must not contain line breaks".into()));
+        // (Also checked when a pack is parsed; a `RuleDef` built in code gets here directly.)
+        if !def.keywords.iter().all(|k| crate::rule::keyword_ok(k)) {
+            return Err(err(crate::rule::KEYWORD_RULE.into()));
         }
         let hir = regex_syntax::ParserBuilder::new()
             .unicode(false)

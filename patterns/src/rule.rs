@@ -191,13 +191,8 @@ pub fn parse_pack(name: &str, file: &str, text: &str) -> Result<Pack, Error> {
             None => Validator::None,
             Some(v) => Validator::parse(v).map_err(|m| rule_err(format!("validator: {m}")))?,
         };
-        if r.keywords
-            .iter()
-            .any(|k| k.is_empty() || !k.is_ascii() || k.contains(['\n', '\r']))
-        {
-            return Err(rule_err(
-                "keywords must be non-empty ASCII without line breaks".into(),
-            ));
+        if !r.keywords.iter().all(|k| keyword_ok(k)) {
+            return Err(rule_err(KEYWORD_RULE.into()));
         }
         let context = match r.context {
             None => None,
@@ -250,6 +245,15 @@ pub fn builtin_packs() -> Result<Vec<Pack>, Error> {
         .iter()
         .map(|(name, text)| parse_pack(name, &format!("builtin:{name}.toml"), text))
         .collect()
+}
+
+/// What a keyword must be: matched ASCII case-insensitively, and the keyword search takes a
+/// found keyword to lie within one line.
+pub(crate) const KEYWORD_RULE: &str = "keywords must be non-empty ASCII without line breaks";
+
+/// Whether `k` is a usable keyword (see [`KEYWORD_RULE`]).
+pub(crate) fn keyword_ok(k: &str) -> bool {
+    !k.is_empty() && k.is_ascii() && !k.contains(['\n', '\r'])
 }
 
 #[cfg(test)]

@@ -1127,11 +1127,9 @@ impl Config {
                         "client_cert and client_key go together (PEM files for mTLS)".into(),
                     ));
                 }
-                let mut syslog = None;
-                let url = if s.kind == SinkKind::Syslog {
+                let (url, syslog) = if s.kind == SinkKind::Syslog {
                     let (endpoint, config) = syslog_config(s, &span, &err_at)?;
-                    syslog = Some(config);
-                    endpoint
+                    (endpoint, Some(config))
                 } else {
                     let Some(url) = &s.url else {
                         return Err(err_at(
@@ -1145,7 +1143,7 @@ impl Config {
                             "url must start with https:// (plain HTTP is not supported)".into(),
                         ));
                     }
-                    url.get_ref().clone()
+                    (url.get_ref().clone(), None)
                 };
                 let name = match &s.name {
                     Some(n) => {

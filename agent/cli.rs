@@ -3,6 +3,7 @@
 //! configuration error.
 
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -195,9 +196,17 @@ fn cmd_filter(redact: &RedactOpts, threads: Option<usize>, stats: bool) -> ExitC
     let threads = threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    // Raw stdout: our own buffering decides when bytes leave (after every read).
-    let stdout = io::stdout();
-    let result = filter::run(&r, &mut io::stdin().lock(), RawOut(&stdout), threads);
+    // Raw stdout: our own buffering decides when bytes leave (after every read); std's
+    // `Stdout` is line-buffered, which would add a copy and a syscall per line. A `File` on a
+    // duplicate of the descriptor writes (and `writev`s) it directly.
+    let stdout = match io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(e) => {
+            eprintln!("logveil: stdout: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = filter::run(&r, &mut io::stdin().lock(), stdout, threads);
     match result {
         Ok(s) => {
             if stats {
@@ -217,41 +226,6 @@ fn cmd_filter(redact: &RedactOpts, threads: Option<usize>, stats: bool) -> ExitC
             eprintln!("logveil: {e}");
             ExitCode::from(1)
         }
-    }
-}
-
-/// Writes straight to the stdout file descriptor (std's stdout is line-buffered, which would
-/// add a copy and a syscall per line).
-struct RawOut<'a>(&'a io::Stdout);
-
-impl Write for RawOut<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        let fd = self.0.as_raw_fd();
-        // SAFETY: writing from a valid buffer to our own stdout descriptor.
-        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        let fd = self.0.as_raw_fd();
-        let n = bufs.len().min(1024) as libc::c_int;
-        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix; `n` of them are valid.
-        let r = unsafe { libc::writev(fd, bufs.as_ptr().cast(), n) };
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(r as usize)
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

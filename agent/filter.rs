@@ -206,11 +206,11 @@ pub fn run<R: Read + AsRawFd, W: Write>(
             if std::mem::take(&mut parts.ready) {
                 // Clean text goes out straight from the input buffer (before it is reused).
                 let block = &buf[parts.base..];
-                for p in parts.list.iter_mut() {
-                    let p = p.get_mut().unwrap_or_else(|e| e.into_inner());
-                    write_all_slices(&mut output, p.plan.slices(&block[p.text.clone()]))
-                        .map_err(FilterError::Write)?;
-                }
+                let slices = parts
+                    .list
+                    .iter()
+                    .flat_map(|p| p.plan.slices(&block[p.text.clone()]));
+                write_all_slices(&mut output, slices).map_err(FilterError::Write)?;
             }
             output.flush().map_err(FilterError::Write)?;
             out.clear();
@@ -277,57 +277,52 @@ fn process(
         return data.len();
     }
     let block = &data[..take];
-    let parallel_ok = !scratches.is_empty()
-        && block.len() >= PARALLEL_MIN
-        && stream.is_stateless()
-        && memchr::memmem::find(block, b"PRIVATE KEY").is_none()
-        && memchr::memmem::find(block, b"::add-mask::").is_none();
-    if parallel_ok {
-        let front = data.len() - take;
-        parts.base = block.as_ptr() as usize - whole.as_ptr() as usize;
-        parallel(redactor, stream, scratches, block, parts, || {
+    let parallel_ok = !scratches.is_empty() && block.len() >= PARALLEL_MIN && stream.is_stateless();
+    let front = data.len() - take;
+    // (`data` is a suffix of `whole`: the block starts where `data` does.)
+    parts.base = whole.len() - data.len();
+    let done = parallel_ok
+        && parallel(redactor, stream, scratches, block, parts, || {
             read_ahead(front, BLOCK - front)
         });
-    } else {
+    if !done {
         stream.push(block, out);
     }
     data.len() - take
 }
 
-/// One thread's share of a parallel block: its lines (a range of the block), its output as
-/// pieces of them and masks, its masks per id and line count. Kept from block to block so
-/// that the buffers are reused rather than allocated every 4 MiB.
+/// One chunk of a parallel block: its lines (a range of the block), its output as pieces of
+/// them and masks, its masks per id and line count. Kept from block to block so that the
+/// buffers are reused rather than allocated every 4 MiB.
 #[derive(Default)]
 struct Part {
     text: std::ops::Range<usize>,
     plan: Plan,
     counts: Counts,
     lines: u64,
+    /// The chunk holds text that changes the stream's state (it was not redacted).
+    stateful: bool,
 }
 
 #[derive(Default)]
 struct Parts {
-    /// One per chunk; a lock only so that whichever thread takes a chunk may fill it
-    /// (never contended).
-    list: Vec<std::sync::Mutex<Part>>,
+    list: Vec<Part>,
     /// Where the block starts in the data `process` was given.
     base: usize,
     /// The parts hold output not yet written.
     ready: bool,
 }
 
-/// Writes every slice, in order, with as few `writev` calls as the system allows.
+/// Writes every slice, in order, with as few `writev` calls as the system allows (a
+/// `File` passes at most `IOV_MAX` slices per call and reports how much it wrote).
 fn write_all_slices<'a, W: Write>(
     output: &mut W,
     slices: impl Iterator<Item = &'a [u8]>,
 ) -> io::Result<()> {
-    /// Linux's IOV_MAX.
-    const MAX: usize = 1024;
     let mut all: Vec<io::IoSlice<'a>> = slices.map(io::IoSlice::new).collect();
     let mut rest = &mut all[..];
     while !rest.is_empty() {
-        let n = rest.len().min(MAX);
-        match output.write_vectored(&rest[..n]) {
+        match output.write_vectored(rest) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(written) => io::IoSlice::advance_slices(&mut rest, written),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -337,8 +332,12 @@ fn write_all_slices<'a, W: Write>(
     Ok(())
 }
 
-/// Splits whole lines into one part per thread and redacts them side by side.
-/// All parts run on spawned threads while this one calls `meanwhile` (reading ahead), so
+/// Splits whole lines into chunks and redacts them on all threads; returns false, with
+/// nothing redacted, when a chunk holds text that changes the stream's state (the caller
+/// then pushes the block through the stream in order). That check runs in the workers, on
+/// their own chunks, rather than over the whole block on this thread while they wait;
+/// such blocks are rare (a key or a mask command), so their wasted work is too.
+/// All chunks run on spawned threads while this one calls `meanwhile` (reading ahead), so
 /// reading the next block overlaps redacting this one.
 fn parallel(
     redactor: &Redactor,
@@ -347,48 +346,49 @@ fn parallel(
     block: &[u8],
     parts: &mut Parts,
     meanwhile: impl FnOnce(),
-) {
+) -> bool {
     // More chunks than threads, taken in order by whichever thread is free: the work per
     // byte varies along a log, and equal halves left one thread idle 7% of the time.
     let chunks = scratches.len() * CHUNKS_PER_THREAD;
-    let mut bounds = vec![0usize];
-    for i in 1..chunks {
-        let target = (block.len() * i / chunks).max(*bounds.last().unwrap());
-        let cut = memchr::memchr(b'\n', &block[target..]).map_or(block.len(), |p| target + p + 1);
-        bounds.push(cut);
-    }
-    bounds.push(block.len());
-    let inband = stream.inband();
     parts.list.resize_with(chunks, Default::default);
+    let mut start = 0;
     for (i, part) in parts.list.iter_mut().enumerate() {
-        let part = part.get_mut().unwrap_or_else(|e| e.into_inner());
-        part.text = bounds[i]..bounds[i + 1];
-        part.counts = Counts::default();
+        let target = (block.len() * (i + 1) / chunks).max(start);
+        let end = memchr::memchr(b'\n', &block[target..]).map_or(block.len(), |p| target + p + 1);
+        part.text = start..end;
+        start = end;
     }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let list = &parts.list;
+    let inband = stream.inband();
+    let queue = std::sync::Mutex::new(parts.list.iter_mut());
     std::thread::scope(|s| {
         for scratch in scratches.iter_mut() {
-            let next = &next;
+            let queue = &queue;
             s.spawn(move || loop {
-                let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(part) = list.get(c) else { break };
-                let mut part = part.lock().unwrap_or_else(|e| e.into_inner());
-                let part = &mut *part;
+                // (Nothing panics while holding the lock; a poisoned queue is still valid.)
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                let Some(part) = next else { break };
                 let text = &block[part.text.clone()];
+                part.stateful = Stream::changes_state(text);
+                if part.stateful {
+                    continue;
+                }
+                part.counts = Counts::default();
                 redactor.redact_lines_plan(scratch, text, inband, &mut part.plan, &mut part.counts);
                 part.lines = memchr::memchr_iter(b'\n', text).count() as u64;
             });
         }
         meanwhile();
     });
+    if parts.list.iter().any(|p| p.stateful) {
+        return false;
+    }
     let mut counts = Counts::default();
     let mut lines = 0;
-    for p in parts.list.iter_mut() {
-        let p = p.get_mut().unwrap_or_else(|e| e.into_inner());
+    for p in &parts.list {
         counts.add(&p.counts);
         lines += p.lines;
     }
     stream.add_counts(&counts, lines);
     parts.ready = true;
+    true
 }

@@ -120,10 +120,17 @@ impl Stream {
 
     /// True when the stream has no state that makes lines depend on earlier lines (no open
     /// key block, no partial line): a caller may then redact whole-line blocks with
-    /// [`Redactor::redact_lines`] (passing [`Stream::inband`]) in parallel, provided the
-    /// blocks hold no `PRIVATE KEY` or `::add-mask::` text and no line over the window.
+    /// [`Redactor::redact_lines`] (passing [`Stream::inband`]) in parallel, provided
+    /// [`Stream::changes_state`] is false for each block and no line is over the window.
     pub fn is_stateless(&self) -> bool {
         self.at_line_start() && !self.in_key
+    }
+
+    /// True when `lines` hold text that would change a stream's state (a `PRIVATE KEY`
+    /// block marker or an `::add-mask::` command), so later lines depend on them and they
+    /// must go through [`Stream::push`] in order.
+    pub fn changes_state(lines: &[u8]) -> bool {
+        memmem::find(lines, PRIVATE_KEY).is_some() || memmem::find(lines, ADD_MASK).is_some()
     }
 
     /// The automaton of values registered in-band so far, to pass to

@@ -14,7 +14,7 @@ use logveil_patterns::{Counts, Plan, Redactor, Scratch, Stream};
 /// Largest block read before redacting (bigger blocks amortise thread hand-offs).
 const BLOCK: usize = 4 << 20;
 /// Chunks of a parallel block per thread (see [`parallel`]). At the end of a block one
-/// thread waits for the other's last chunk: 8 per thread (512 KiB chunks with 2 threads)
+/// thread waits for the other's last chunk: 8 per thread (256 KiB chunks with 2 threads)
 /// took 0.95 s over the 512 MiB bench log where 32 took 0.91 s (medians of 9 interleaved
 /// runs); 64 were no better than 32.
 const CHUNKS_PER_THREAD: usize = 32;

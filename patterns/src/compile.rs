@@ -347,6 +347,18 @@ fn regex_config() -> meta::Config {
         .utf8_empty(false)
 }
 
+/// Parses a rule's regex as the engine matches it: on bytes, ASCII classes, `^` and `$` at
+/// line breaks (the same settings as [`syntax_config`], for code that reads the HIR).
+pub(crate) fn parse_regex(re: &str) -> Result<Hir, regex_syntax::Error> {
+    regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .multi_line(true)
+        .crlf(false)
+        .build()
+        .parse(re)
+}
+
 fn syntax_config() -> syntax::Config {
     syntax::Config::new()
         .unicode(false)
@@ -409,12 +421,7 @@ impl CompiledRule {
         if !def.keywords.iter().all(|k| crate::rule::keyword_ok(k)) {
             return Err(err(crate::rule::KEYWORD_RULE.into()));
         }
-        let hir = regex_syntax::ParserBuilder::new()
-            .unicode(false)
-            .utf8(false)
-            .multi_line(true)
-            .build()
-            .parse(&def.regex)
+        let hir = parse_regex(&def.regex)
             .map_err(|e| err(format!("regex: {}", one_line(&e.to_string()))))?;
         if hir.properties().minimum_len() == Some(0) {
             return Err(err("regex can match the empty string".into()));
@@ -666,12 +673,7 @@ mod tests {
 
     #[test]
     fn newline_is_removed_from_classes() {
-        let hir = regex_syntax::ParserBuilder::new()
-            .unicode(false)
-            .utf8(false)
-            .build()
-            .parse(r"a\sb")
-            .unwrap();
+        let hir = parse_regex(r"a\sb").unwrap();
         let re = meta::Builder::new()
             .syntax(syntax_config())
             .build_from_hir(&without_newline(hir))

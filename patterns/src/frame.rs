@@ -10,7 +10,7 @@
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 
-use crate::prefix::{set_add, set_has, ByteSet};
+use crate::prefix::{set_add, set_has, set_insert, set_intersects, set_union, ByteSet};
 
 /// The optional edges around the group: the bytes each can take and its longest length.
 #[derive(Clone, Debug)]
@@ -58,12 +58,12 @@ pub(crate) fn secret_frame(hir: &Hir, group: u32) -> Option<Frame> {
     let lead = edge(&items[..i])?;
     let trail = edge(&items[i + 1..])?;
     if let Some((lead, _)) = &lead {
-        if intersects(lead, &ends(&cap.sub, false)?) {
+        if set_intersects(lead, &ends(&cap.sub, false)?) {
             return None;
         }
     }
     if let Some((trail, _)) = &trail {
-        if intersects(trail, &ends(&cap.sub, true)?) {
+        if set_intersects(trail, &ends(&cap.sub, true)?) {
             return None;
         }
     }
@@ -86,10 +86,7 @@ fn edge(items: &[Hir]) -> Option<Option<(ByteSet, usize)>> {
 fn bytes_of(h: &Hir, set: &mut ByteSet) -> Option<()> {
     match h.kind() {
         HirKind::Empty | HirKind::Look(_) => {}
-        HirKind::Literal(l) => {
-            l.0.iter()
-                .for_each(|&b| set[(b >> 6) as usize] |= 1 << (b & 63))
-        }
+        HirKind::Literal(l) => l.0.iter().for_each(|&b| set_insert(set, b)),
         HirKind::Class(Class::Bytes(c)) => set_add(set, c),
         HirKind::Class(Class::Unicode(c)) => set_add(set, &c.to_byte_class()?),
         HirKind::Capture(c) => bytes_of(&c.sub, set)?,
@@ -110,7 +107,7 @@ fn ends(h: &Hir, last: bool) -> Option<ByteSet> {
         HirKind::Empty | HirKind::Look(_) => {}
         HirKind::Literal(l) => {
             let b = if last { *l.0.last()? } else { *l.0.first()? };
-            set[(b >> 6) as usize] |= 1 << (b & 63);
+            set_insert(&mut set, b);
         }
         HirKind::Class(Class::Bytes(c)) => set_add(&mut set, c),
         HirKind::Class(Class::Unicode(c)) => set_add(&mut set, &c.to_byte_class()?),
@@ -118,8 +115,7 @@ fn ends(h: &Hir, last: bool) -> Option<ByteSet> {
         HirKind::Repetition(r) => return ends(&r.sub, last),
         HirKind::Alternation(alts) => {
             for a in alts {
-                let s = ends(a, last)?;
-                (0..4).for_each(|i| set[i] |= s[i]);
+                set_union(&mut set, &ends(a, last)?);
             }
         }
         HirKind::Concat(items) => {
@@ -130,8 +126,7 @@ fn ends(h: &Hir, last: bool) -> Option<ByteSet> {
                 Box::new(items.iter())
             };
             for item in &mut walk {
-                let s = ends(item, last)?;
-                (0..4).for_each(|i| set[i] |= s[i]);
+                set_union(&mut set, &ends(item, last)?);
                 if item.properties().minimum_len() != Some(0) {
                     break;
                 }
@@ -141,22 +136,12 @@ fn ends(h: &Hir, last: bool) -> Option<ByteSet> {
     Some(set)
 }
 
-fn intersects(a: &ByteSet, b: &ByteSet) -> bool {
-    (0..4).any(|i| a[i] & b[i] != 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn frame(re: &str) -> Option<Frame> {
-        let hir = regex_syntax::ParserBuilder::new()
-            .unicode(false)
-            .utf8(false)
-            .multi_line(true)
-            .build()
-            .parse(re)
-            .unwrap();
+        let hir = crate::compile::parse_regex(re).unwrap();
         secret_frame(&hir, 1)
     }
 
@@ -239,18 +224,26 @@ mod equivalence_tests {
         out
     }
 
+    /// The pieces and the two redactors (with and without frames), built once for all cases
+    /// (building them per case was most of the test's time).
+    static SETUP: std::sync::LazyLock<(Vec<String>, crate::Redactor, crate::Redactor)> =
+        std::sync::LazyLock::new(|| {
+            let with = crate::RedactorBuilder::new().build().unwrap();
+            let mut b = crate::RedactorBuilder::new();
+            b.frames = false;
+            let without = b.build().unwrap();
+            assert!(without.inner.rules.iter().all(|r| r.frame.is_none()));
+            assert!(with.inner.rules.iter().any(|r| r.frame.is_some()));
+            (pieces(), with, without)
+        });
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
         /// Spans taken from the match's edges are the capture engine's spans.
         #[test]
         fn frames_equal_captures(picks in prop::collection::vec(any::<prop::sample::Index>(), 1..60)) {
-            let pieces = pieces();
-            let hay: String = picks.iter().map(|i| i.get(&pieces).as_str()).collect();
-            let with = crate::RedactorBuilder::new().build().unwrap();
-            let mut b = crate::RedactorBuilder::new();
-            b.frames = false;
-            let without = b.build().unwrap();
-            prop_assert!(without.inner.rules.iter().all(|r| r.frame.is_none()));
+            let (pieces, with, without) = &*SETUP;
+            let hay: String = picks.iter().map(|i| i.get(pieces).as_str()).collect();
             let (a, ca) = with.redact_all(hay.as_bytes());
             let (b, cb) = without.redact_all(hay.as_bytes());
             prop_assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b), "input {:?}", hay);

@@ -19,17 +19,33 @@ struct Seq {
 /// A set of bytes.
 pub(crate) type ByteSet = [u64; 4];
 
+/// Adds every byte of `class` to `set`.
 pub(crate) fn set_add(set: &mut ByteSet, class: &ClassBytes) {
     for r in class.iter() {
         for b in r.start()..=r.end() {
-            set[(b >> 6) as usize] |= 1 << (b & 63);
+            set_insert(set, b);
         }
     }
+}
+
+/// Adds `b` to `set`.
+pub(crate) fn set_insert(set: &mut ByteSet, b: u8) {
+    set[(b >> 6) as usize] |= 1 << (b & 63);
+}
+
+/// Adds every byte of `other` to `set`.
+pub(crate) fn set_union(set: &mut ByteSet, other: &ByteSet) {
+    set.iter_mut().zip(other).for_each(|(w, o)| *w |= o);
 }
 
 /// Whether `b` is in `set`.
 pub(crate) fn set_has(set: &ByteSet, b: u8) -> bool {
     set[(b >> 6) as usize] & (1 << (b & 63)) != 0
+}
+
+/// Whether `a` and `b` share a byte.
+pub(crate) fn set_intersects(a: &ByteSet, b: &ByteSet) -> bool {
+    a.iter().zip(b).any(|(x, y)| x & y != 0)
 }
 
 /// Walks the pattern keeping the match prefixes that are still "alive": consistent with the
@@ -305,28 +321,16 @@ pub(crate) fn max_before(hir: &Hir, b: u8) -> Option<usize> {
 /// Parses `re` as the engine does (ASCII, bytes), for tests.
 #[cfg(test)]
 fn parse_ascii(re: &str) -> Hir {
-    regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .build()
-        .parse(re)
-        .unwrap()
+    crate::compile::parse_regex(re).unwrap()
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn required_byte_of_email_is_at() {
-        let hir = regex_syntax::ParserBuilder::new()
-            .build()
-            .parse(r"(?:^|[^a-z])(?P<secret>[a-z]{1,9}@(?:[a-z]{2,9}\.)+[a-z]{2,6})\b")
-            .unwrap();
+        let hir = parse_ascii(r"(?:^|[^a-z])(?P<secret>[a-z]{1,9}@(?:[a-z]{2,9}\.)+[a-z]{2,6})\b");
         assert_eq!(rare_required_byte(&hir), Some(b'@'));
-        let hir = regex_syntax::ParserBuilder::new()
-            .build()
-            .parse(r"a@b|c")
-            .unwrap();
-        assert_eq!(rare_required_byte(&hir), None);
+        assert_eq!(rare_required_byte(&parse_ascii(r"a@b|c")), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! one anchor (chosen to be shared and rare), so anchor hits are few and each is confirmed
 //! against its keywords with a plain comparison.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 /// Approximate frequency of each byte in CI logs (per mille, rough): used only to prefer
@@ -187,7 +188,6 @@ fn choose_len(keywords: &[String], len: usize) -> Anchors {
     while !uncovered.is_empty() {
         let best = counts
             .iter()
-            .filter(|(_, &n)| n > 0)
             .max_by(|a, b| {
                 a.1.cmp(b.1)
                     .then(rarity(b.0).total_cmp(&rarity(a.0)))
@@ -201,8 +201,12 @@ fn choose_len(keywords: &[String], len: usize) -> Anchors {
                 Some(off) => {
                     assigned[k] = (ai, off as u32);
                     for g in &grams_of[k] {
-                        if let Some(n) = counts.get_mut(g) {
-                            *n -= 1;
+                        // A gram no uncovered keyword holds is no candidate any more.
+                        if let Entry::Occupied(mut e) = counts.entry(g) {
+                            *e.get_mut() -= 1;
+                            if *e.get() == 0 {
+                                e.remove();
+                            }
                         }
                     }
                     false

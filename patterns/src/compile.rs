@@ -349,7 +349,8 @@ fn regex_config() -> meta::Config {
 
 /// Parses a rule's regex as the engine matches it: on bytes, ASCII classes, `^` and `$` at
 /// line breaks (the same settings as [`syntax_config`], for code that reads the HIR).
-pub(crate) fn parse_regex(re: &str) -> Result<Hir, regex_syntax::Error> {
+/// The error is the parser's message (its error type is large to return by value).
+pub(crate) fn parse_regex(re: &str) -> Result<Hir, String> {
     regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
@@ -357,6 +358,7 @@ pub(crate) fn parse_regex(re: &str) -> Result<Hir, regex_syntax::Error> {
         .crlf(false)
         .build()
         .parse(re)
+        .map_err(|e| e.to_string())
 }
 
 fn syntax_config() -> syntax::Config {
@@ -421,8 +423,7 @@ impl CompiledRule {
         if !def.keywords.iter().all(|k| crate::rule::keyword_ok(k)) {
             return Err(err(crate::rule::KEYWORD_RULE.into()));
         }
-        let hir = parse_regex(&def.regex)
-            .map_err(|e| err(format!("regex: {}", one_line(&e.to_string()))))?;
+        let hir = parse_regex(&def.regex).map_err(|e| err(format!("regex: {}", one_line(&e))))?;
         if hir.properties().minimum_len() == Some(0) {
             return Err(err("regex can match the empty string".into()));
         }

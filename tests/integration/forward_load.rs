@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::receiver::{pki, server_config, tls_server, Pki};
 use crate::util::*;
@@ -40,6 +40,8 @@ struct Recv {
 struct Seen {
     seqs: BTreeSet<u64>,
     lines: u64,
+    /// Bodies taken: a batch sent again counts again.
+    bodies: u64,
     /// The first body (gunzipped), kept for content checks.
     sample: Option<String>,
 }
@@ -72,6 +74,7 @@ impl Recv {
             self.malformed.store(true, Ordering::Relaxed);
         }
         let mut s = self.seen.lock().unwrap();
+        s.bodies += 1;
         if s.seqs.insert(seq) {
             s.lines += count;
         }
@@ -214,7 +217,7 @@ fn metrics_add_up_health_follows_the_sink_and_no_secret_is_exposed() {
         true,
         "max_events = 100",
         "",
-        &format!("[metrics]\naddress = \"127.0.0.1:{mport}\"\nunhealthy_after = \"1s\""),
+        &metrics_table(mport, Some("1s")),
     );
     const N: u64 = 3000;
     let bytes = write_lines(&s.p("logs/job.log"), N, 80);
@@ -295,15 +298,7 @@ fn metrics_address_in_use_is_an_error_naming_it() {
     let (_st, port, mut s, ca) = receiver_and_setup("metrics-busy", false);
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mport = taken.local_addr().unwrap().port();
-    config(
-        &s,
-        port,
-        &ca,
-        true,
-        "",
-        "",
-        &format!("[metrics]\naddress = \"127.0.0.1:{mport}\""),
-    );
+    config(&s, port, &ca, true, "", "", &metrics_table(mport, None));
     let (status, log) = s.start().wait(20);
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(
@@ -358,8 +353,7 @@ fn encrypted_spool_hides_the_text_replays_with_the_key_and_refuses_another() {
         config(s, port, &ca, true, "max_events = 50", &spool, extra)
     };
     let mport = free_port();
-    let metrics = format!("[metrics]\naddress = \"127.0.0.1:{mport}\"");
-    configure(&s, Some("keys/spool.key"), &metrics);
+    configure(&s, Some("keys/spool.key"), &metrics_table(mport, None));
     const N: u64 = 700;
     write_lines(&s.p("logs/job.log"), N, 80);
     let agent = s.start();
@@ -444,23 +438,21 @@ fn slow_receiver_gets_everything() {
     config(&s, port, &ca, false, "max_bytes = \"512KiB\"", "", "");
     const N: u64 = 15_000;
     write_lines(&s.p("logs/job.log"), N, 120);
-    let started = Instant::now();
     let agent = s.start();
     wait_for("every line through the slow receiver", 120, || {
         st.lines() >= N
     });
-    let took = started.elapsed();
     let (status, log) = agent.stop();
     assert!(status.success(), "{log}");
     assert_eq!(st.lines(), N);
     assert!(!st.leaked.load(Ordering::Relaxed) && !st.malformed.load(Ordering::Relaxed));
     let wire = st.wire_bytes.load(Ordering::Relaxed);
-    // The throttle was real: this many bytes cannot pass 1 MB/s faster than this.
+    // Enough bytes that the throttle makes every body slow (about 0.5 s for 512 KiB).
     assert!(wire > 3_000_000, "{wire}");
-    assert!(
-        took.as_secs_f64() >= wire as f64 / 1_000_000.0 * 0.9,
-        "{took:?} for {wire}"
-    );
+    // Slow is not failing: no attempt timed out or was retried, and every batch arrived once.
+    assert!(!log.contains("delivery failed"), "{log}");
+    let seen = st.seen.lock().unwrap();
+    assert_eq!(seen.bodies, seen.seqs.len() as u64, "{log}");
     assert!(!log.contains("dead-letter"), "{log}");
 }
 
@@ -501,7 +493,7 @@ fn large_input_through_a_stalled_sink_stays_bounded_and_arrives() {
         true,
         "",
         "max_bytes = \"64MiB\"\nfsync = \"never\"",
-        &format!("[metrics]\naddress = \"127.0.0.1:{mport}\""),
+        &metrics_table(mport, None),
     );
     const WIDTH: usize = 120;
     let n = (mb << 20) / WIDTH as u64;

@@ -247,7 +247,8 @@ fn syslog_over_tls_to_rsyslog_delivers_every_line_and_verifies() {
     let mport = free_port();
     let ca = s.dir.write("ca.pem", pki.ca_pem.as_bytes());
     config(&s, &format!(
-        "address = \"127.0.0.1:{port}\"\nserver_name = \"localhost\"\nca_file = {ca:?}\nfacility = \"local3\"\nseverity = \"notice\"\n[metrics]\naddress = \"127.0.0.1:{mport}\"\n"
+        "address = \"127.0.0.1:{port}\"\nserver_name = \"localhost\"\nca_file = {ca:?}\nfacility = \"local3\"\nseverity = \"notice\"\n{}",
+        metrics_table(mport, None)
     ));
     let log = s.p("logs/job.log");
     let mut offsets = append_lines(&log, 0, 300);

@@ -246,6 +246,16 @@ key = "file:{key}"
     }
 }
 
+/// A `[metrics]` table serving `/metrics` and `/health` on 127.0.0.1:`port`, with
+/// `unhealthy_after` when given (a duration, e.g. `"1s"`). Ends with a newline.
+pub fn metrics_table(port: u16, unhealthy_after: Option<&str>) -> String {
+    let mut t = format!("[metrics]\naddress = \"127.0.0.1:{port}\"\n");
+    if let Some(d) = unhealthy_after {
+        t.push_str(&format!("unhealthy_after = {d:?}\n"));
+    }
+    t
+}
+
 /// `GET path` on the agent's metrics endpoint: (status, body).
 pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;

@@ -23,6 +23,7 @@
 //! IANA number of its own, and the SD-ID only has to be unique among what a receiver sees.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use serde::Deserialize;
 
@@ -134,38 +135,64 @@ fn hostname(host: &str, out: &mut Vec<u8>) {
     }
 }
 
-/// `name="value"` with the value JSON-string-escaped, then SD-escaped.
+/// ` name="value"` with the value JSON-string-escaped, then SD-escaped (`"`, `\`, `]` get a
+/// backslash). Written in place, without a String per value: the JSON string's quotes are the
+/// parameter's, and the few values that need SD escapes are widened from the back.
 fn param(out: &mut Vec<u8>, name: &str, value: &str) {
     out.push(b' ');
     out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"=\"");
-    let json = serde_json::to_string(value).expect("a string serializes");
-    for &b in &json.as_bytes()[1..json.len() - 1] {
-        if matches!(b, b'"' | b'\\' | b']') {
-            out.push(b'\\');
-        }
-        out.push(b);
+    out.push(b'=');
+    let open = out.len();
+    serde_json::to_writer(&mut *out, value).expect("writing JSON to a Vec cannot fail");
+    let close = out.len() - 1;
+    let sd_special = |b: u8| matches!(b, b'"' | b'\\' | b']');
+    let extra = out[open + 1..close]
+        .iter()
+        .filter(|&&b| sd_special(b))
+        .count();
+    if extra == 0 {
+        return;
     }
-    out.push(b'"');
+    out.resize(out.len() + extra, 0);
+    // Each byte moves once, right to left; `w` stays at or ahead of what is still unread.
+    let mut w = out.len() - 1;
+    out[w] = b'"';
+    for r in (open + 1..close).rev() {
+        let b = out[r];
+        w -= 1;
+        out[w] = b;
+        if sd_special(b) {
+            w -= 1;
+            out[w] = b'\\';
+        }
+    }
+    debug_assert_eq!(w, open + 1);
 }
 
-/// `name="digits"`.
+/// ` name="digits"`.
 fn param_num(out: &mut Vec<u8>, name: &str, value: u64) {
-    use std::io::Write;
     // Writing to a Vec cannot fail.
     let _ = write!(out, " {name}=\"{value}\"");
 }
 
-fn header(out: &mut Vec<u8>, pri: u8, ts: &str, host: &str, msgid: &str) {
-    out.extend_from_slice(format!("<{pri}>1 {} ", timestamp(ts)).as_bytes());
+/// `<PRI>1 TIMESTAMP HOSTNAME APP-NAME - MSGID ` (PROCID is the NILVALUE). `pri` is the
+/// batch's `<PRI>1 `, formatted once per batch.
+fn header(out: &mut Vec<u8>, pri: &[u8], ts: &str, host: &str, msgid: &str) {
+    out.extend_from_slice(pri);
+    out.extend_from_slice(timestamp(ts).as_bytes());
+    out.push(b' ');
     hostname(host, out);
-    out.extend_from_slice(format!(" {APP_NAME} - {msgid} ").as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(APP_NAME.as_bytes());
+    out.extend_from_slice(b" - ");
+    out.extend_from_slice(msgid.as_bytes());
+    out.push(b' ');
 }
 
 /// Appends `msg` as one octet-counted frame: `LEN SP MSG`.
 fn frame(out: &mut Vec<u8>, msg: &[u8]) {
-    out.extend_from_slice(msg.len().to_string().as_bytes());
-    out.push(b' ');
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{} ", msg.len());
     out.extend_from_slice(msg);
 }
 
@@ -175,6 +202,8 @@ pub fn batch_frames(batch: &Sealed, pri: u8) -> Result<Vec<u8>, String> {
     let p = seal::parse(&batch.bytes)?;
     let mut out = Vec::with_capacity(p.payload.len() * 2 + 1024);
     let mut msg = Vec::with_capacity(1024);
+    let pri = format!("<{pri}>1 ");
+    let pri = pri.as_bytes();
     // The same for every event of the batch: built once, not per line.
     let mut batch_sd = Vec::with_capacity(128);
     batch_sd.push(b'[');
@@ -539,12 +568,17 @@ mod tests {
     use crate::seal::{seal, Content, GENESIS_HASH};
 
     fn batch(lines: &[&[u8]], job: Option<&str>) -> Sealed {
+        batch_at("2024-05-01T10:00:02.613Z", "runner 7", lines, job)
+    }
+
+    /// A batch of `lines` read at `ts` on `host`, sealed as seq 3.
+    fn batch_at(ts: &str, host: &str, lines: &[&[u8]], job: Option<&str>) -> Sealed {
         let key = SealKey::from_pkcs8(&generate().unwrap()).unwrap();
         let origin = Origin {
-            host: "runner 7".into(),
+            host: host.into(),
             job: job.map(str::to_string),
         };
-        let enc = EventEncoder::new("2024-05-01T10:00:02.613Z", &origin, "/b/a \"q\"]\\.log");
+        let enc = EventEncoder::new(ts, &origin, "/b/a \"q\"]\\.log");
         let mut payload = Vec::new();
         for (i, l) in lines.iter().enumerate() {
             enc.encode(i as u64 * 10, l, &mut payload);
@@ -553,12 +587,12 @@ mod tests {
             &key,
             3,
             GENESIS_HASH,
-            "runner 7",
+            host,
             &Content {
                 payload,
                 count: lines.len() as u64,
-                first_ts: "2024-05-01T10:00:02.613Z".into(),
-                last_ts: "2024-05-01T10:00:02.613Z".into(),
+                first_ts: ts.into(),
+                last_ts: ts.into(),
                 masks: Default::default(),
             },
         )
@@ -614,6 +648,106 @@ mod tests {
         // PRI follows facility and severity.
         let data = batch_frames(&b, 19 * 8 + 5).unwrap();
         assert!(data.starts_with(format!("{} <157>1 ", frames[0].len()).as_bytes()));
+    }
+
+    /// The frames of `messages`, the last one followed by the seal JSON of `b` (signed at
+    /// seal time, so not a constant).
+    fn expected_frames(b: &Sealed, messages: &[String]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (n, m) in messages.iter().enumerate() {
+            let mut m = m.clone().into_bytes();
+            if n == messages.len() - 1 {
+                crate::sink::encode::seal_json(b, &seal::parse(&b.bytes).unwrap(), &mut m);
+            }
+            out.extend_from_slice(format!("{} ", m.len()).as_bytes());
+            out.extend_from_slice(&m);
+        }
+        out
+    }
+
+    /// Every byte of a batch's frames: headers, every parameter and its escaping, `lossy`
+    /// and `line`, MSG, the seal message and the octet counts.
+    #[test]
+    fn batch_frames_byte_for_byte() {
+        let b = batch(TRICKY, Some("4711"));
+        let h = &b.hash;
+        let sd = |i: u32, offset: u32| {
+            format!(
+                r#"<134>1 2024-05-01T10:00:02.613Z runner_7 logveil - line [logveil@32473 seq="3" batch="{h}" i="{i}" ts="2024-05-01T10:00:02.613Z" host="runner 7" job="4711" source="/b/a \\\"q\\\"\]\\\\.log" offset="{offset}""#
+            )
+        };
+        let messages = [
+            format!(r#"{}] plain [REDACTED:github-pat] line"#, sd(0, 0)),
+            format!(r#"{}]"#, sd(1, 10)),
+            format!(r#"{}]   leading and trailing spaces  "#, sd(2, 20)),
+            format!(
+                "{} line=\"tab\\\\there \\\\u001b[0;32mgreen\\\\u001b[0m cr\\\\rprogress nul\\\\u0000\"] tab\there \x1b[0;32mgreen\x1b[0m cr\rprogress nul\x00",
+                sd(3, 30)
+            ),
+            format!(
+                r#"{}] quote " backslash \ bracket ] equals = \u0041"#,
+                sd(4, 40)
+            ),
+            format!("{}] unicode \u{e9}\u{1F600}", sd(5, 50)),
+            format!("{} lossy=\"true\"] bad \u{FFFD} byte", sd(6, 60)),
+            format!(
+                r#"<134>1 2024-05-01T10:00:02.613Z runner_7 logveil - seal [logveil-seal@32473 seq="3" batch="{h}" count="7"] "#
+            ),
+        ];
+        let got = batch_frames(&b, 134).unwrap();
+        let want = expected_frames(&b, &messages);
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want)
+        );
+        assert_eq!(got, want);
+
+        // NILVALUE for a timestamp RFC 5424 does not allow and for an empty host; no job.
+        let b = batch_at("yesterday", "", &[b"x"], None);
+        let h = &b.hash;
+        let messages = [
+            format!(
+                r#"<0>1 - - logveil - line [logveil@32473 seq="3" batch="{h}" i="0" ts="yesterday" host="" source="/b/a \\\"q\\\"\]\\\\.log" offset="0"] x"#
+            ),
+            format!(
+                r#"<0>1 - - logveil - seal [logveil-seal@32473 seq="3" batch="{h}" count="1"] "#
+            ),
+        ];
+        assert_eq!(batch_frames(&b, 0).unwrap(), expected_frames(&b, &messages));
+    }
+
+    #[test]
+    fn params_are_json_then_sd_escaped() {
+        for v in [
+            "",
+            "plain",
+            "]",
+            "\"",
+            "\\",
+            "]]\\\"x\"\\]]",
+            "a\u{0}b\u{1b}[0m\r\n\t\u{7f}",
+            "\u{e9}\u{1F600}]",
+        ] {
+            let json = serde_json::to_string(v).unwrap();
+            let mut want = b" p=\"".to_vec();
+            for &b in &json.as_bytes()[1..json.len() - 1] {
+                if matches!(b, b'"' | b'\\' | b']') {
+                    want.push(b'\\');
+                }
+                want.push(b);
+            }
+            want.push(b'"');
+            // After other bytes, as in a message.
+            let mut got = b"[x@1".to_vec();
+            param(&mut got, "p", v);
+            assert_eq!(&got[4..], &want[..], "{v:?}");
+            let text = format!(
+                "<1>1 - - - - - [x@1{}]",
+                std::str::from_utf8(&want).unwrap()
+            );
+            let back = parse_message(&text).unwrap();
+            assert_eq!(json_unescape(&back.sd[0].1[0].1).as_deref(), Some(v));
+        }
     }
 
     #[test]

@@ -112,6 +112,41 @@ pub(crate) fn jitter() -> f64 {
     u32::from_le_bytes(b) as f64 / (u32::MAX as f64 + 1.0)
 }
 
+/// The failed attempts at one batch and the pause before the next: [`backoff`] with
+/// [`jitter`] from `retry_initial` up to `retry_max`, unless the receiver named a pause. Used
+/// by the HTTP sinks and by `syslog`; what an attempt sends (the body, the refused `_bulk`
+/// items, the whole batch on a new connection) stays with each.
+pub(crate) struct Retries {
+    initial: Duration,
+    max: Duration,
+    failed: u32,
+}
+
+impl Retries {
+    /// No attempt has failed yet.
+    pub(crate) fn new(initial: Duration, max: Duration) -> Retries {
+        Retries {
+            initial,
+            max,
+            failed: 0,
+        }
+    }
+
+    /// Counts a failed attempt and returns the pause before the next one: `named` (a
+    /// `Retry-After`) when given, else the backoff. A named pause counts too, so the backoff
+    /// after it is no shorter than without it.
+    pub(crate) fn failed(&mut self, named: Option<Duration>) -> Duration {
+        let wait = named.unwrap_or_else(|| backoff(self.initial, self.max, self.failed, jitter()));
+        self.failed = self.failed.saturating_add(1);
+        wait
+    }
+
+    /// All attempts, the one that just succeeded included, when there was more than one.
+    pub(crate) fn retried(&self) -> Option<u32> {
+        (self.failed > 0).then(|| self.failed.saturating_add(1))
+    }
+}
+
 #[derive(Debug)]
 struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
 
@@ -629,13 +664,13 @@ impl Forwarder {
                 return Ok(None);
             }
         };
-        let mut attempt = 0u32;
+        let mut retries = self.retries();
         loop {
             self.counters
                 .bytes_sent
                 .fetch_add(body.len() as u64, Ordering::Relaxed);
             let client = self.client.as_mut().expect("an HTTP sink has a client");
-            let (wait, why) = match client.post(&self.headers, body.clone()).await {
+            let (named, why) = match client.post(&self.headers, body.clone()).await {
                 Ok(r) => match classify(r.status) {
                     Verdict::Done => {
                         // With indexer acknowledgement, delivered means indexed: counted
@@ -643,8 +678,8 @@ impl Forwarder {
                         if self.ack.is_none() {
                             self.counters.delivered(lines(batch));
                         }
-                        if attempt > 0 {
-                            tracing::info!(sink = %self.cfg.name, seq = batch.seq, attempts = attempt + 1, "delivered after retries");
+                        if let Some(attempts) = retries.retried() {
+                            tracing::info!(sink = %self.cfg.name, seq = batch.seq, attempts, "delivered after retries");
                         }
                         return Ok(Some(r.body));
                     }
@@ -661,13 +696,12 @@ impl Forwarder {
                             let n = self.counters.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
                             tracing::error!(sink = %self.cfg.name, status = r.status, auth_failures = n, "the SIEM refuses our credentials; retrying (check the token)");
                         }
-                        let wait = r.retry_after.unwrap_or_else(|| self.backoff(attempt));
-                        (wait, format!("HTTP {}", r.status))
+                        (r.retry_after, format!("HTTP {}", r.status))
                     }
                 },
-                Err(e) => (self.backoff(attempt), e),
+                Err(e) => (None, e),
             };
-            attempt = attempt.saturating_add(1);
+            let wait = retries.failed(named);
             self.failed_attempt(batch.seq, &why, wait, stop).await?;
         }
     }
@@ -705,7 +739,7 @@ impl Forwarder {
                 "error": error,
             })
         };
-        let mut attempt = 0u32;
+        let mut retries = self.retries();
         loop {
             let mut body = Vec::new();
             for &i in &pending {
@@ -718,8 +752,8 @@ impl Forwarder {
                 .bytes_sent
                 .fetch_add(body.len() as u64, Ordering::Relaxed);
             let client = self.client.as_mut().expect("an HTTP sink has a client");
-            let (wait, why) = match client.post(&self.headers, Bytes::from(body)).await {
-                Err(e) => (self.backoff(attempt), e),
+            let (named, why) = match client.post(&self.headers, Bytes::from(body)).await {
+                Err(e) => (None, e),
                 Ok(r) => match classify(r.status) {
                     Verdict::Done => match encode::parse_bulk_response(&r.raw, pending.len()) {
                         // `errors: false`: every item is in.
@@ -757,10 +791,10 @@ impl Forwarder {
                                 first_retry.unwrap_or_default()
                             );
                             pending = retry;
-                            (r.retry_after.unwrap_or_else(|| self.backoff(attempt)), why)
+                            (r.retry_after, why)
                         }
                         // Unreadable: send every pending item again; ids make that safe.
-                        Err(e) => (self.backoff(attempt), e),
+                        Err(e) => (None, e),
                     },
                     Verdict::DeadLetter => {
                         let status = StatusCode::from_u16(r.status)
@@ -776,20 +810,17 @@ impl Forwarder {
                             let n = self.counters.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
                             tracing::error!(sink = %self.cfg.name, status = r.status, auth_failures = n, "the SIEM refuses our credentials; retrying (check api_key or username/password)");
                         }
-                        (
-                            r.retry_after.unwrap_or_else(|| self.backoff(attempt)),
-                            format!("HTTP {}", r.status),
-                        )
+                        (r.retry_after, format!("HTTP {}", r.status))
                     }
                 },
             };
-            attempt = attempt.saturating_add(1);
+            let wait = retries.failed(named);
             self.failed_attempt(batch.seq, &why, wait, stop).await?;
         }
         if refused.is_empty() {
             self.counters.delivered(lines(batch));
-            if attempt > 0 {
-                tracing::info!(sink = %self.cfg.name, seq = batch.seq, attempts = attempt + 1, "delivered after retries");
+            if let Some(attempts) = retries.retried() {
+                tracing::info!(sink = %self.cfg.name, seq = batch.seq, attempts, "delivered after retries");
             }
         } else {
             // The batch is dead-lettered, but the events that are in the index were
@@ -1096,14 +1127,9 @@ impl Forwarder {
         }
     }
 
-    /// The pause before attempt `attempt + 1` when the SIEM named none.
-    fn backoff(&self, attempt: u32) -> Duration {
-        backoff(
-            self.cfg.retry_initial,
-            self.cfg.retry_max,
-            attempt,
-            jitter(),
-        )
+    /// The retries of one batch, with this sink's `retry_initial` and `retry_max`.
+    fn retries(&self) -> Retries {
+        Retries::new(self.cfg.retry_initial, self.cfg.retry_max)
     }
 
     /// After a failed attempt: counts and logs it, then waits `wait`. `Err` when `stop`
@@ -1304,5 +1330,28 @@ mod tests {
         assert!(backoff(i, m, 40, 0.5) <= m);
         let j = jitter();
         assert!((0.0..1.0).contains(&j));
+    }
+
+    #[test]
+    fn retries_back_off_count_and_take_a_named_pause() {
+        let ms = Duration::from_millis;
+        let mut r = Retries::new(ms(100), ms(400));
+        assert_eq!(r.retried(), None);
+        // Jitter takes up to half away: each pause is in (d/2, d].
+        for d in [100, 200, 400, 400] {
+            let w = r.failed(None);
+            assert!(w > ms(d / 2) && w <= ms(d), "{w:?} for {d} ms");
+        }
+        assert_eq!(r.retried(), Some(5));
+        // A Retry-After is taken as it is, and counted: the backoff goes on from there.
+        let mut r = Retries::new(ms(100), ms(10_000));
+        assert_eq!(
+            r.failed(Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
+        assert_eq!(r.failed(Some(ms(1))), ms(1));
+        let w = r.failed(None);
+        assert!(w > ms(200) && w <= ms(400), "{w:?}");
+        assert_eq!(r.retried(), Some(4));
     }
 }

@@ -30,7 +30,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{ForwardConfig, SyslogConfig};
 use crate::seal::Sealed;
-use crate::sink::forward::{backoff, jitter, tls_config, Counters};
+use crate::sink::forward::{tls_config, Counters, Retries};
 use crate::sink::rfc5424;
 
 /// How long a new connection must stay open before a batch is written on it.
@@ -223,7 +223,7 @@ impl SyslogSink {
             Ok(f) => f,
             Err(e) => return Outcome::Unencodable(e),
         };
-        let mut attempt = 0u32;
+        let mut retries = Retries::new(self.retry_initial, self.retry_max);
         loop {
             // A stalled receiver must not hold up a shutdown for `timeout`: a batch cut off
             // here is not acknowledged, and the next start sends it again.
@@ -241,17 +241,16 @@ impl SyslogSink {
             match sent {
                 Ok(()) => {
                     counters.delivered(crate::sink::forward::lines(batch));
-                    if attempt > 0 {
-                        tracing::info!(sink = %self.name, endpoint = %self.endpoint, seq = batch.seq, attempts = attempt + 1, "delivered after retries");
+                    if let Some(attempts) = retries.retried() {
+                        tracing::info!(sink = %self.name, endpoint = %self.endpoint, seq = batch.seq, attempts, "delivered after retries");
                     }
                     return Outcome::Delivered;
                 }
                 Err(e) => {
                     self.conn = None;
-                    let wait = backoff(self.retry_initial, self.retry_max, attempt, jitter());
+                    let wait = retries.failed(None);
                     counters.failure();
                     tracing::warn!(sink = %self.name, endpoint = %self.endpoint, seq = batch.seq, error = %e, retry_in = ?wait, "delivery failed; will retry");
-                    attempt = attempt.saturating_add(1);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = crate::pipeline::stopped(stop) => return Outcome::Stopped,

@@ -209,11 +209,12 @@ pub fn run<R: Read + AsRawFd, W: Write>(
             if std::mem::take(&mut parts.ready) {
                 // Clean text goes out straight from the input buffer (before it is reused).
                 let block = &buf[parts.base..];
-                let slices = parts
-                    .list
+                let slices = parts.list[..parts.done]
                     .iter()
                     .flat_map(|p| p.plan.slices(&block[p.text.clone()]));
                 write_all_slices(&mut output, slices).map_err(FilterError::Write)?;
+                output.write_all(&parts.tail).map_err(FilterError::Write)?;
+                parts.tail.clear();
             }
             output.flush().map_err(FilterError::Write)?;
             out.clear();
@@ -240,7 +241,8 @@ pub fn run<R: Read + AsRawFd, W: Write>(
 /// the stream stays at a line start and the next big block can go parallel; only a line
 /// that fills the whole buffer goes to the stream, which redacts it in windows.
 ///
-/// Output goes to `out`, then (when `parts.ready`) to the parts, in that order.
+/// Output goes to `out`, then (when `parts.ready`) to the parts and then `parts.tail`, in
+/// that order.
 /// `(final_round, buffer_full)`: input ended / the buffer is full. `read_ahead(front, max)`
 /// is called on this thread while worker threads redact a block, with the length of this
 /// round's unfinished line (`front`) and the room the buffer will have for input after it.
@@ -284,12 +286,19 @@ fn process(
     let front = data.len() - take;
     // (`data` is a suffix of `whole`: the block starts where `data` does.)
     parts.base = whole.len() - data.len();
-    let done = parallel_ok
-        && parallel(redactor, stream, scratches, block, parts, || {
+    let done = if parallel_ok {
+        parallel(redactor, stream, scratches, block, parts, || {
             read_ahead(front, BLOCK - front)
-        });
-    if !done {
-        stream.push(block, out);
+        })
+    } else {
+        0
+    };
+    match done {
+        0 => stream.push(block, out),
+        // From the first chunk that changes the stream's state on, in order, after the
+        // chunks redacted in parallel.
+        n if n < block.len() => stream.push(&block[n..], &mut parts.tail),
+        _ => {}
     }
     data.len() - take
 }
@@ -310,9 +319,13 @@ struct Part {
 #[derive(Default)]
 struct Parts {
     list: Vec<Part>,
+    /// The chunks redacted in parallel: `list[..done]`.
+    done: usize,
     /// Where the block starts in the data `process` was given.
     base: usize,
-    /// The parts hold output not yet written.
+    /// The rest of the block, redacted by the stream, when a chunk changed its state.
+    tail: Vec<u8>,
+    /// The parts (and tail) hold output not yet written.
     ready: bool,
 }
 
@@ -335,11 +348,12 @@ fn write_all_slices<'a, W: Write>(
     Ok(())
 }
 
-/// Splits whole lines into chunks and redacts them on all threads; returns false, with
-/// nothing redacted, when a chunk holds text that changes the stream's state (the caller
-/// then pushes the block through the stream in order). That check runs in the workers, on
-/// their own chunks, rather than over the whole block on this thread while they wait;
-/// such blocks are rare (a key or a mask command), so their wasted work is too.
+/// Splits whole lines into chunks and redacts them on all threads; returns how many bytes
+/// of the block that covers: all of it, or the chunks before the first one holding text that
+/// changes the stream's state (a key block or a mask command), which the caller must push
+/// through the stream in order. Each worker checks its own chunk for that text, rather than
+/// this thread searching the whole block while they wait; after such a chunk, workers take
+/// no more.
 /// All chunks run on spawned threads while this one calls `meanwhile` (reading ahead), so
 /// reading the next block overlaps redacting this one.
 fn parallel(
@@ -349,7 +363,7 @@ fn parallel(
     block: &[u8],
     parts: &mut Parts,
     meanwhile: impl FnOnce(),
-) -> bool {
+) -> usize {
     // More chunks than threads, taken in order by whichever thread is free: the work per
     // byte varies along a log, and equal halves left one thread idle 7% of the time.
     let chunks = scratches.len() * CHUNKS_PER_THREAD;
@@ -359,20 +373,28 @@ fn parallel(
         let target = (block.len() * (i + 1) / chunks).max(start);
         let end = memchr::memchr(b'\n', &block[target..]).map_or(block.len(), |p| target + p + 1);
         part.text = start..end;
+        part.stateful = false;
         start = end;
     }
     let inband = stream.inband();
-    let queue = std::sync::Mutex::new(parts.list.iter_mut());
+    let queue = std::sync::Mutex::new(parts.list.iter_mut().enumerate());
+    // The first chunk found to change the stream's state.
+    let stop = std::sync::atomic::AtomicUsize::new(usize::MAX);
     std::thread::scope(|s| {
         for scratch in scratches.iter_mut() {
-            let queue = &queue;
+            let (queue, stop) = (&queue, &stop);
             s.spawn(move || loop {
                 // (Nothing panics while holding the lock; a poisoned queue is still valid.)
                 let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
-                let Some(part) = next else { break };
+                let Some((i, part)) = next else { break };
+                // Chunks are taken in order: past a stateful one, all are.
+                if i > stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
                 let text = &block[part.text.clone()];
-                part.stateful = Stream::changes_state(text);
-                if part.stateful {
+                if Stream::changes_state(text) {
+                    part.stateful = true;
+                    stop.fetch_min(i, std::sync::atomic::Ordering::Relaxed);
                     continue;
                 }
                 part.counts = Counts::default();
@@ -382,16 +404,17 @@ fn parallel(
         }
         meanwhile();
     });
-    if parts.list.iter().any(|p| p.stateful) {
-        return false;
-    }
+    // Every chunk before the first stateful one was redacted (each was taken while `stop`
+    // was still above it).
+    let done = parts.list.iter().position(|p| p.stateful).unwrap_or(chunks);
     let mut counts = Counts::default();
     let mut lines = 0;
-    for p in &parts.list {
+    for p in &parts.list[..done] {
         counts.add(&p.counts);
         lines += p.lines;
     }
     stream.add_counts(&counts, lines);
-    parts.ready = true;
-    true
+    parts.done = done;
+    parts.ready = done > 0;
+    parts.list.get(done).map_or(block.len(), |p| p.text.start)
 }

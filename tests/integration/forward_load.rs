@@ -438,17 +438,24 @@ fn slow_receiver_gets_everything() {
     config(&s, port, &ca, false, "max_bytes = \"512KiB\"", "", "");
     const N: u64 = 15_000;
     write_lines(&s.p("logs/job.log"), N, 120);
+    let started = std::time::Instant::now();
     let agent = s.start();
     wait_for("every line through the slow receiver", 120, || {
         st.lines() >= N
     });
+    let took = started.elapsed();
     let (status, log) = agent.stop();
     assert!(status.success(), "{log}");
     assert_eq!(st.lines(), N);
     assert!(!st.leaked.load(Ordering::Relaxed) && !st.malformed.load(Ordering::Relaxed));
     let wire = st.wire_bytes.load(Ordering::Relaxed);
-    // Enough bytes that the throttle makes every body slow (about 0.5 s for 512 KiB).
+    // The premise, not the agent: enough bytes that the throttle makes every body slow
+    // (about 0.5 s for 512 KiB), and the receiver really did take them that slowly.
     assert!(wire > 3_000_000, "{wire}");
+    assert!(
+        took.as_secs_f64() >= wire as f64 / 1_000_000.0 * 0.9,
+        "the receiver was not throttled: {wire} bytes in {took:?}"
+    );
     // Slow is not failing: no attempt timed out or was retried, and every batch arrived once.
     assert!(!log.contains("delivery failed"), "{log}");
     let seen = st.seen.lock().unwrap();

@@ -224,36 +224,36 @@ pub fn render(spool: Option<&Mutex<Spool>>) -> String {
     let m = global();
     let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let mut o = String::new();
-    counter(
-        &mut o,
-        "logveil_lines_in_total",
-        "Lines read by the sources.",
-        ld(&m.lines_in),
-    );
-    counter(
-        &mut o,
-        "logveil_bytes_in_total",
-        "Input bytes read by the sources.",
-        ld(&m.bytes_in),
-    );
-    counter(
-        &mut o,
-        "logveil_batches_sealed_total",
-        "Batches sealed into the hash chain.",
-        ld(&m.batches_sealed),
-    );
-    counter(
-        &mut o,
-        "logveil_lines_sealed_total",
-        "Lines in sealed batches.",
-        ld(&m.lines_sealed),
-    );
-    counter(
-        &mut o,
-        "logveil_bytes_sealed_total",
-        "Payload bytes (redacted events) of sealed batches.",
-        ld(&m.bytes_sealed),
-    );
+    let totals: [(&str, &str, &AtomicU64); 5] = [
+        (
+            "logveil_lines_in_total",
+            "Lines read by the sources.",
+            &m.lines_in,
+        ),
+        (
+            "logveil_bytes_in_total",
+            "Input bytes read by the sources.",
+            &m.bytes_in,
+        ),
+        (
+            "logveil_batches_sealed_total",
+            "Batches sealed into the hash chain.",
+            &m.batches_sealed,
+        ),
+        (
+            "logveil_lines_sealed_total",
+            "Lines in sealed batches.",
+            &m.lines_sealed,
+        ),
+        (
+            "logveil_bytes_sealed_total",
+            "Payload bytes (redacted events) of sealed batches.",
+            &m.bytes_sealed,
+        ),
+    ];
+    for (name, help, v) in totals {
+        counter(&mut o, name, help, ld(v));
+    }
     family(
         &mut o,
         "logveil_masks_total",

@@ -204,20 +204,21 @@ pub fn run<R: Read + AsRawFd, W: Write>(
         if eof {
             stream.finish(&mut out);
         }
-        if !out.is_empty() || parts.ready {
-            output.write_all(&out).map_err(FilterError::Write)?;
-            if std::mem::take(&mut parts.ready) {
-                // Clean text goes out straight from the input buffer (before it is reused).
-                let block = &buf[parts.base..];
-                let slices = parts.list[..parts.done]
-                    .iter()
-                    .flat_map(|p| p.plan.slices(&block[p.text.clone()]));
-                write_all_slices(&mut output, slices).map_err(FilterError::Write)?;
-                output.write_all(&parts.tail).map_err(FilterError::Write)?;
-                parts.tail.clear();
-            }
+        if !out.is_empty() || parts.done > 0 {
+            // Clean text of the parts goes out straight from the input buffer (before it
+            // is reused), between what came before the block and the stream's tail.
+            let done = std::mem::take(&mut parts.done);
+            let block = &buf[parts.base..];
+            let slices = parts.list[..done]
+                .iter()
+                .flat_map(|p| p.plan.slices(&block[p.text.clone()]));
+            let all = std::iter::once(&out[..])
+                .chain(slices)
+                .chain(std::iter::once(&parts.tail[..]));
+            write_all_slices(&mut output, all).map_err(FilterError::Write)?;
             output.flush().map_err(FilterError::Write)?;
             out.clear();
+            parts.tail.clear();
         }
         // The unfinished line moves to the front, then what was read ahead follows it.
         let refilled = ahead.swap_into(&mut buf, filled, kept);
@@ -241,8 +242,8 @@ pub fn run<R: Read + AsRawFd, W: Write>(
 /// the stream stays at a line start and the next big block can go parallel; only a line
 /// that fills the whole buffer goes to the stream, which redacts it in windows.
 ///
-/// Output goes to `out`, then (when `parts.ready`) to the parts and then `parts.tail`, in
-/// that order.
+/// Output goes to `out`, then (when `parts.done` > 0) to the parts and then `parts.tail`,
+/// in that order.
 /// `(final_round, buffer_full)`: input ended / the buffer is full. `read_ahead(front, max)`
 /// is called on this thread while worker threads redact a block, with the length of this
 /// round's unfinished line (`front`) and the room the buffer will have for input after it.
@@ -312,21 +313,17 @@ struct Part {
     plan: Plan,
     counts: Counts,
     lines: u64,
-    /// The chunk holds text that changes the stream's state (it was not redacted).
-    stateful: bool,
 }
 
 #[derive(Default)]
 struct Parts {
     list: Vec<Part>,
-    /// The chunks redacted in parallel: `list[..done]`.
+    /// The chunks redacted in parallel, whose output is not yet written: `list[..done]`.
     done: usize,
     /// Where the block starts in the data `process` was given.
     base: usize,
     /// The rest of the block, redacted by the stream, when a chunk changed its state.
     tail: Vec<u8>,
-    /// The parts (and tail) hold output not yet written.
-    ready: bool,
 }
 
 /// Writes every slice, in order, with as few `writev` calls as the system allows (a
@@ -335,7 +332,11 @@ fn write_all_slices<'a, W: Write>(
     output: &mut W,
     slices: impl Iterator<Item = &'a [u8]>,
 ) -> io::Result<()> {
-    let mut all: Vec<io::IoSlice<'a>> = slices.map(io::IoSlice::new).collect();
+    // (Empty slices are left out: a call given only those would report zero bytes written.)
+    let mut all: Vec<io::IoSlice<'a>> = slices
+        .filter(|s| !s.is_empty())
+        .map(io::IoSlice::new)
+        .collect();
     let mut rest = &mut all[..];
     while !rest.is_empty() {
         match output.write_vectored(rest) {
@@ -373,7 +374,6 @@ fn parallel(
         let target = (block.len() * (i + 1) / chunks).max(start);
         let end = memchr::memchr(b'\n', &block[target..]).map_or(block.len(), |p| target + p + 1);
         part.text = start..end;
-        part.stateful = false;
         start = end;
     }
     let inband = stream.inband();
@@ -393,11 +393,10 @@ fn parallel(
                 }
                 let text = &block[part.text.clone()];
                 if Stream::changes_state(text) {
-                    part.stateful = true;
                     stop.fetch_min(i, std::sync::atomic::Ordering::Relaxed);
-                    continue;
+                    break;
                 }
-                part.counts = Counts::default();
+                part.counts.0.fill(0);
                 redactor.redact_lines_plan(scratch, text, inband, &mut part.plan, &mut part.counts);
                 part.lines = memchr::memchr_iter(b'\n', text).count() as u64;
             });
@@ -405,8 +404,8 @@ fn parallel(
         meanwhile();
     });
     // Every chunk before the first stateful one was redacted (each was taken while `stop`
-    // was still above it).
-    let done = parts.list.iter().position(|p| p.stateful).unwrap_or(chunks);
+    // was still above it), and that one was checked (for the same reason).
+    let done = stop.into_inner().min(chunks);
     let mut counts = Counts::default();
     let mut lines = 0;
     for p in &parts.list[..done] {
@@ -415,6 +414,5 @@ fn parallel(
     }
     stream.add_counts(&counts, lines);
     parts.done = done;
-    parts.ready = done > 0;
     parts.list.get(done).map_or(block.len(), |p| p.text.start)
 }

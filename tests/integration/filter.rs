@@ -337,10 +337,10 @@ fn mask_styles() {
 
 #[test]
 fn parallel_and_single_thread_agree() {
-    // Over three 4 MiB blocks: the first (with both markers) is redacted in parallel up to
+    // Over three 4 MiB blocks and a last round: the first block is redacted in parallel up to
     // the chunk holding the mask command and by the stream from there; the second in
-    // parallel with the value registered in-band; the last round always goes through the
-    // stream.
+    // parallel with the value registered in-band; the third likewise up to the chunk
+    // holding the key block; the last round always goes through the stream.
     let mut input = String::new();
     for i in 0..600_000 {
         input.push_str(&format!(
@@ -350,7 +350,7 @@ fn parallel_and_single_thread_agree() {
         if i == 30_000 {
             input.push_str("::add-mask::late-registered-secret\n");
         }
-        if i == 45_000 {
+        if i == 500_000 {
             input.push_str("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n");
         }
         if i > 30_000 && i % 1000 == 0 {

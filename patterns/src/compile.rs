@@ -347,18 +347,10 @@ fn regex_config() -> meta::Config {
         .utf8_empty(false)
 }
 
-/// Parses a rule's regex as the engine matches it: on bytes, ASCII classes, `^` and `$` at
-/// line breaks (the same settings as [`syntax_config`], for code that reads the HIR).
-/// The error is the parser's message (its error type is large to return by value).
+/// Parses a rule's regex as the engine matches it ([`syntax_config`]), for code that reads
+/// the HIR. The error is the parser's message (its error type is large to return by value).
 pub(crate) fn parse_regex(re: &str) -> Result<Hir, String> {
-    regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .multi_line(true)
-        .crlf(false)
-        .build()
-        .parse(re)
-        .map_err(|e| e.to_string())
+    syntax::parse_with(re, &syntax_config()).map_err(|e| e.to_string())
 }
 
 fn syntax_config() -> syntax::Config {

@@ -304,6 +304,7 @@ const SMALL_LIMIT: usize = 64;
 /// Longest sampling stride (offsets are stored in [`OFF_BITS`] bits).
 const MAX_STRIDE: usize = 16;
 const OFF_BITS: u32 = 5;
+const _: () = assert!(MAX_STRIDE <= 1 << OFF_BITS);
 /// Forms per tier, so that `form << OFF_BITS` fits in a `u32`.
 const TIER_FORMS: usize = 1 << (32 - OFF_BITS);
 /// Forms shorter than this get their own tier with 4-byte keys (they would force a short

@@ -232,12 +232,8 @@ fn byte_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
         let rule = &inner.rules[ri as usize];
         let (back, reach) = (rule.before_rare, rule.max_len);
         let mut line = (0usize, 0usize);
-        let mut have_line = false;
         for p in memchr::memchr_iter(byte, v) {
-            if !have_line || p >= line.1 {
-                line = line_bounds(v, p);
-                have_line = true;
-            }
+            let line = line_of(v, &mut line, p);
             let a = p.saturating_sub(back).max(line.0);
             let b = (p + 1 + reach).min(line.1);
             schedule(inner, scratch, v, ri, a, b);
@@ -393,17 +389,7 @@ fn anchored_rule(
     let Some(m) = rule.regex.search_with(cache, &input) else {
         return;
     };
-    let (ms, me) = (m.start(), m.end());
-    let Some((ss, se)) = secret_of(rule, ri, scratch, v, ms, me) else {
-        return;
-    };
-    if ss < se && accept(rule, v, ms, me, ss, se) {
-        scratch.spans.push(Span {
-            start: ss,
-            end: se,
-            id: ri,
-        });
-    }
+    record(rule, ri, scratch, v, m.start(), m.end());
 }
 
 /// Runs one rule's regex over `v[a..b]` (look-around may see outside) and records accepted
@@ -414,19 +400,13 @@ fn search_rule(ri: u32, rule: &CompiledRule, scratch: &mut Scratch, v: &[u8], a:
         .regex
         .search_with(&mut scratch.caches[ri as usize], &input)
     {
-        let (ms, me) = (found.start(), found.end());
-        let (ss, se) = secret_of(rule, ri, scratch, v, ms, me).unwrap_or((me, me));
-        let accepted = ss < se && accept(rule, v, ms, me, ss, se);
-        if accepted {
-            scratch.spans.push(Span {
-                start: ss,
-                end: se,
-                id: ri,
-            });
-        }
+        let ms = found.start();
         // Resume after the masked part (a rule may check the byte after its value, which can
         // begin the next value), or one byte on after a rejected candidate.
-        let next = if accepted { se.max(ms + 1) } else { ms + 1 };
+        let next = match record(rule, ri, scratch, v, ms, found.end()) {
+            Some(se) => se.max(ms + 1),
+            None => ms + 1,
+        };
         if next >= b {
             break;
         }
@@ -571,8 +551,9 @@ fn search_set(
     }
 }
 
-/// Re-runs rule `ri`'s own regex anchored at `start` (for capture groups), checks it, and
-/// records it. Returns the end of the masked part when accepted.
+/// Re-runs rule `ri`'s own regex anchored at `start` (the set's match may be another
+/// pattern's, or end elsewhere), checks it, and records it. Returns the end of the masked
+/// part when accepted.
 fn structural_candidate(
     inner: &Inner,
     scratch: &mut Scratch,
@@ -587,20 +568,31 @@ fn structural_candidate(
     let m = rule
         .regex
         .search_with(&mut scratch.caches[ri as usize], &input)?;
-    let (ms, me) = (m.start(), m.end());
+    // The caller resumes after the masked part, not the whole match: a rule that checks the
+    // byte after its value must not hide a value that starts right after that byte.
+    record(rule, ri, scratch, v, m.start(), m.end())
+}
+
+/// Records rule `ri`'s match `ms..me` when its secret part passes the rule's checks;
+/// returns the end of the masked part when it does.
+fn record(
+    rule: &CompiledRule,
+    ri: u32,
+    scratch: &mut Scratch,
+    v: &[u8],
+    ms: usize,
+    me: usize,
+) -> Option<usize> {
     let (ss, se) = secret_of(rule, ri, scratch, v, ms, me)?;
-    if ss < se && accept(rule, v, ms, me, ss, se) {
-        scratch.spans.push(Span {
-            start: ss,
-            end: se,
-            id: ri,
-        });
-        // Resume after the masked part, not the whole match: a rule that checks the byte
-        // after its value must not hide a value that starts right after that byte.
-        Some(se)
-    } else {
-        None
+    if !(ss < se && accept(rule, v, ms, me, ss, se)) {
+        return None;
     }
+    scratch.spans.push(Span {
+        start: ss,
+        end: se,
+        id: ri,
+    });
+    Some(se)
 }
 
 /// Sorts and merges `spans`, then writes `hay[from..to]` to `out` with every span that

@@ -163,7 +163,7 @@ fn core_hits(c: &Classes, n: &Classes, cores: u16) -> u64 {
     if cores & MBI != 0 {
         let nw = !j(c.word, n.word);
         let up2 = up & (up >> 1);
-        let dashed = (j(c.sep, n.sep) >> 1) & (up2 >> 2) & (d2 >> 4) & (nw >> 6);
+        let dashed = (sep >> 1) & (up2 >> 2) & (d2 >> 4) & (nw >> 6);
         let plain = (up2 >> 1) & (d2 >> 3) & (nw >> 5);
         hits |= d & (dashed | plain);
     }

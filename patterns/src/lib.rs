@@ -27,7 +27,7 @@ mod view;
 
 pub use compile::{
     check_examples, ExampleFailure, Redactor, RedactorBuilder, RuleInfo, DEFAULT_MAX_LINE,
-    DEFAULT_WINDOW, KNOWN_VALUE_ID, LINE_TOO_LONG_ID, PRIVATE_KEY_BLOCK_ID,
+    DEFAULT_WINDOW, KNOWN_VALUE_ID, LINE_TOO_LONG_ID, MAX_KNOWN_BYTES, PRIVATE_KEY_BLOCK_ID,
 };
 pub use error::Error;
 pub use known::{encoded_forms, KnownValues, MIN_KNOWN_LEN};

@@ -17,9 +17,11 @@
 //! - `::add-mask::VALUE` (GitHub Actions' in-band masking) registers VALUE for every later
 //!   byte, and the line itself comes out with VALUE masked.
 
+use std::sync::LazyLock;
+
 use memchr::memmem;
 
-use crate::compile::Redactor;
+use crate::compile::{Redactor, MAX_KNOWN_BYTES};
 use crate::known::KnownValues;
 use crate::known::{longest_form, MIN_KNOWN_LEN};
 use crate::scan::{write_masked, Counts, Scratch, Span};
@@ -27,6 +29,11 @@ use crate::view::view;
 
 const ADD_MASK: &[u8] = b"::add-mask::";
 const PRIVATE_KEY: &[u8] = b"PRIVATE KEY";
+/// Searchers for the two markers of lines that change a stream's state, built once.
+static FIND_MASK: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(ADD_MASK));
+static FIND_KEY: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(PRIVATE_KEY));
 /// A key body longer than this many lines is not a key; stop masking.
 const MAX_KEY_LINES: u32 = 1000;
 /// Cap on in-band registrations, so a hostile log cannot grow the automaton without bound.
@@ -52,8 +59,6 @@ pub struct Stream {
     inband_overlap: usize,
     inband_refused: u64,
     lines: u64,
-    finder_mask: memmem::Finder<'static>,
-    finder_key: memmem::Finder<'static>,
 }
 
 impl Redactor {
@@ -75,8 +80,6 @@ impl Redactor {
             inband_overlap: 0,
             inband_refused: 0,
             lines: 0,
-            finder_mask: memmem::Finder::new(ADD_MASK),
-            finder_key: memmem::Finder::new(PRIVATE_KEY),
         }
     }
 
@@ -102,8 +105,8 @@ impl Stream {
         &self.r
     }
 
-    /// In-band `::add-mask::` values refused as too short (each was still masked on its own
-    /// line, but not registered).
+    /// In-band `::add-mask::` values refused as too short, or past the bytes a value set may
+    /// hold (each was still masked on its own line, but not registered).
     pub fn inband_refused(&self) -> u64 {
         self.inband_refused
     }
@@ -130,7 +133,7 @@ impl Stream {
     /// block marker or an `::add-mask::` command), so later lines depend on them and they
     /// must go through [`Stream::push`] in order.
     pub fn changes_state(lines: &[u8]) -> bool {
-        memmem::find(lines, PRIVATE_KEY).is_some() || memmem::find(lines, ADD_MASK).is_some()
+        FIND_KEY.find(lines).is_some() || FIND_MASK.find(lines).is_some()
     }
 
     /// The automaton of values registered in-band so far, to pass to
@@ -341,10 +344,9 @@ impl Stream {
             if next_key.is_some_and(|p| p.is_some_and(|p| p < pos)) {
                 next_key = None;
             }
-            let m = *next_mask
-                .get_or_insert_with(|| self.finder_mask.find(&block[pos..]).map(|i| pos + i));
-            let k = *next_key
-                .get_or_insert_with(|| self.finder_key.find(&block[pos..]).map(|i| pos + i));
+            let m =
+                *next_mask.get_or_insert_with(|| FIND_MASK.find(&block[pos..]).map(|i| pos + i));
+            let k = *next_key.get_or_insert_with(|| FIND_KEY.find(&block[pos..]).map(|i| pos + i));
             let Some(hit) = m.into_iter().chain(k).min() else {
                 self.plain(&block[pos..], out);
                 break;
@@ -389,17 +391,15 @@ impl Stream {
     /// A line holding `::add-mask::` or `PRIVATE KEY`.
     fn special_line(&mut self, line: &[u8], out: &mut Vec<u8>) {
         let mut extra = None;
-        if let Some(i) = self.finder_mask.find(line) {
+        if let Some(i) = FIND_MASK.find(line) {
             let start = i + ADD_MASK.len();
             let end = trim_end(line, start);
             if end > start {
                 let value = &line[start..end];
-                if value.len() >= MIN_KNOWN_LEN {
-                    self.register(value);
-                } else {
+                if value.len() < MIN_KNOWN_LEN || !self.register(value) {
                     self.inband_refused += 1;
                 }
-                // Masked on this line even when too short to register: it was meant secret.
+                // Masked on this line even when not registered: it was meant secret.
                 extra = Some(Span {
                     start,
                     end,
@@ -418,13 +418,21 @@ impl Stream {
         }
     }
 
-    fn register(&mut self, value: &[u8]) {
+    /// Registers an in-band value; false when it would take the values past the bytes a
+    /// value set may hold ([`MAX_KNOWN_BYTES`], as for values given at start-up: their forms
+    /// are indexed with 32-bit offsets).
+    fn register(&mut self, value: &[u8]) -> bool {
         if self.inband.len() >= MAX_INBAND_VALUES || self.inband.iter().any(|v| v == value) {
-            return;
+            return true;
+        }
+        let bytes: usize = self.inband.iter().map(Vec::len).sum();
+        if bytes + value.len() > MAX_KNOWN_BYTES {
+            return false;
         }
         self.inband.push(value.to_vec());
         self.inband_overlap = self.inband_overlap.max(longest_form(value.len()) + 8);
         self.inband_ac = KnownValues::new(self.inband.iter().map(|v| v.as_slice()));
+        true
     }
 
     /// A line inside a key block. Returns false when the line cannot be key body: the block
@@ -503,4 +511,30 @@ fn is_key_header(line: &[u8]) -> bool {
     [&b"Proc-Type:"[..], b"DEK-Info:", b"Comment:"]
         .iter()
         .any(|h| memmem::find(line, h).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An in-band value past the byte budget is masked on its own line, counted as refused,
+    /// and not registered (its forms' offsets would not fit the index).
+    #[test]
+    fn inband_values_past_the_byte_budget_are_refused() {
+        let r = crate::RedactorBuilder::new().build().unwrap();
+        let mut s = r.stream();
+        // Stands in for values registered earlier (not indexed, to keep the test small).
+        s.inband.push(vec![b'x'; MAX_KNOWN_BYTES - 4]);
+        let mut out = Vec::new();
+        s.push(
+            b"::add-mask::budget-secret-1\nsay budget-secret-1\n",
+            &mut out,
+        );
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(s.inband_refused(), 1);
+        assert!(!lines[0].contains("budget-secret-1"), "{out}");
+        assert!(lines[1].contains("budget-secret-1"), "{out}");
+        assert!(s.inband_ac.is_none());
+    }
 }

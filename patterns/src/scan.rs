@@ -414,33 +414,6 @@ fn search_rule(ri: u32, rule: &CompiledRule, scratch: &mut Scratch, v: &[u8], a:
     }
 }
 
-/// The secret part of `rule`'s match `ms..me` (leftmost-first, as every engine finds it):
-/// read off the match's edges when the pattern allows (see [`crate::frame`]), else from a
-/// capture search over exactly the match, else the whole match. `None` when the `secret`
-/// group took no part in the match.
-fn secret_of(
-    rule: &CompiledRule,
-    ri: u32,
-    scratch: &mut Scratch,
-    v: &[u8],
-    ms: usize,
-    me: usize,
-) -> Option<(usize, usize)> {
-    if let Some(frame) = &rule.frame {
-        return Some(frame.secret(v, ms, me));
-    }
-    match (&mut scratch.captures[ri as usize], rule.secret_group) {
-        (Some(caps), Some(g)) => {
-            let exact = Input::new(v).range(ms..me).anchored(Anchored::Yes);
-            rule.regex
-                .search_captures_with(&mut scratch.caches[ri as usize], &exact, caps);
-            let s = caps.get_group(g)?;
-            Some((s.start, s.end))
-        }
-        _ => Some((ms, me)),
-    }
-}
-
 /// Validator and context checks on a candidate (match `ms..me`, masked part `ss..se`).
 fn accept(rule: &CompiledRule, v: &[u8], ms: usize, me: usize, ss: usize, se: usize) -> bool {
     if !rule.def.validator.check(&v[ss..se]) || inside_marker(v, ss) {
@@ -575,6 +548,11 @@ fn structural_candidate(
 
 /// Records rule `ri`'s match `ms..me` when its secret part passes the rule's checks;
 /// returns the end of the masked part when it does.
+///
+/// The secret part (the match being leftmost-first, as every engine finds it) is read off
+/// the match's edges when the pattern allows (see [`crate::frame`]), else from a capture
+/// search over exactly the match, else it is the whole match; none when the `secret` group
+/// took no part in the match.
 fn record(
     rule: &CompiledRule,
     ri: u32,
@@ -583,7 +561,20 @@ fn record(
     ms: usize,
     me: usize,
 ) -> Option<usize> {
-    let (ss, se) = secret_of(rule, ri, scratch, v, ms, me)?;
+    let (ss, se) = if let Some(frame) = &rule.frame {
+        frame.secret(v, ms, me)
+    } else {
+        match (&mut scratch.captures[ri as usize], rule.secret_group) {
+            (Some(caps), Some(g)) => {
+                let exact = Input::new(v).range(ms..me).anchored(Anchored::Yes);
+                rule.regex
+                    .search_captures_with(&mut scratch.caches[ri as usize], &exact, caps);
+                let s = caps.get_group(g)?;
+                (s.start, s.end)
+            }
+            _ => (ms, me),
+        }
+    };
     if !(ss < se && accept(rule, v, ms, me, ss, se)) {
         return None;
     }

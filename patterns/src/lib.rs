@@ -15,6 +15,7 @@ mod anchor;
 mod compile;
 mod error;
 mod frame;
+mod huge;
 mod known;
 mod mask;
 mod prefix;

@@ -36,7 +36,7 @@ struct FormBuf {
     /// (start, end) in `bytes`, shortest first, without duplicates, after [`FormBuf::fill`].
     ranges: Vec<(u32, u32)>,
     tmp: Vec<u8>,
-    enc: Vec<u8>,
+    enc: String,
 }
 
 impl FormBuf {
@@ -68,13 +68,11 @@ impl FormBuf {
                 self.tmp.resize(k, 0);
                 self.tmp.extend_from_slice(value);
                 let n = self.tmp.len();
-                self.enc.clear();
-                self.enc.resize(n.div_ceil(3) * 4, 0);
-                let Ok(len) = padded.encode_slice(&self.tmp, &mut self.enc) else {
-                    continue; // (cannot happen: the buffer has the padded length)
-                };
-                let enc = std::mem::take(&mut self.enc);
-                let (aligned, tail) = base64_forms(&enc[..len], k, n);
+                let mut enc = std::mem::take(&mut self.enc);
+                enc.clear();
+                // (Appending to a String cannot fail, unlike encoding into a sized slice.)
+                padded.encode_string(&self.tmp, &mut enc);
+                let (aligned, tail) = base64_forms(enc.as_bytes(), k, n);
                 self.push(aligned);
                 // The value at the very end of the encoded data: its last characters and
                 // the padding are determined too (the usual `echo $SECRET | base64` case).

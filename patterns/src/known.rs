@@ -475,6 +475,8 @@ impl Tier {
 /// How far ahead of its lookups the sampler prefetches filter words. 128-1024 bytes were
 /// all better than none (10k values, 512 MiB); 512 was best, within the noise.
 const AHEAD: usize = 512;
+/// Steps of a sampler run on its own (see [`KnownValues::for_each`]).
+const STEP: usize = 256;
 
 #[inline(always)]
 fn prefetch(word: &u64) {
@@ -631,7 +633,13 @@ impl KnownValues {
                     f(m.start(), m.end());
                 }
             }
-            KnownImp::Large(large) => Sampler::new(large, hay).advance(hay.len(), &mut f),
+            KnownImp::Large(large) => {
+                // In steps, so that the prefetches run ahead of the lookups by `AHEAD`.
+                let mut s = Sampler::new(large, hay);
+                for end in (STEP..hay.len()).step_by(STEP).chain([hay.len()]) {
+                    s.advance(end, &mut f);
+                }
+            }
         }
     }
 }

@@ -26,13 +26,12 @@ unsafe impl Sync for HugeTable {}
 
 impl HugeTable {
     pub(crate) fn zeroed(len: usize) -> HugeTable {
-        let bytes = len.max(1) * 8;
-        let (size, align) = if bytes >= HUGE / 2 {
-            (bytes.next_multiple_of(HUGE), HUGE)
-        } else {
-            (bytes, 8)
-        };
-        let layout = Layout::from_size_align(size, align).expect("table size fits a layout");
+        let words = Layout::array::<u64>(len.max(1)).expect("table size fits a layout");
+        let align = if words.size() >= HUGE / 2 { HUGE } else { 8 };
+        let layout = words
+            .align_to(align)
+            .expect("table size fits a layout")
+            .pad_to_align();
         // SAFETY: `layout` has a non-zero size.
         let raw = unsafe { alloc(layout) } as *mut u64;
         let Some(ptr) = NonNull::new(raw) else {
@@ -40,12 +39,13 @@ impl HugeTable {
         };
         #[cfg(target_os = "linux")]
         if align == HUGE {
-            // SAFETY: the range is the allocation just made, not yet touched: advised before
-            // the zeroing below faults its pages in, so they can be faulted in as huge pages.
-            // A refusal (THP disabled) only leaves small pages.
-            unsafe { libc::madvise(raw as *mut libc::c_void, size, libc::MADV_HUGEPAGE) };
+            // SAFETY: the range is exactly the allocation just made. Advised before the
+            // zeroing below touches it, so that fresh pages can be faulted in as huge pages
+            // (pages the allocator had already touched stay small). A refusal (THP disabled)
+            // only leaves small pages.
+            unsafe { libc::madvise(raw as *mut libc::c_void, layout.size(), libc::MADV_HUGEPAGE) };
         }
-        // SAFETY: `len` u64s fit in the allocation (`size >= len * 8`).
+        // SAFETY: `len` u64s fit in the allocation (`layout` holds at least that array).
         unsafe { std::ptr::write_bytes(raw, 0, len) };
         HugeTable { ptr, len, layout }
     }

@@ -9,7 +9,7 @@ use regex_automata::util::captures::Captures;
 use regex_automata::{meta, Anchored, Input};
 
 use crate::compile::{CompiledRule, Inner, Redactor, RuleSet};
-use crate::known::{KnownValues, Sampler};
+use crate::known::KnownValues;
 use crate::view::view;
 
 /// A half-open byte range to mask and the id index it is reported under.
@@ -199,24 +199,9 @@ impl Redactor {
         keyword_pass(inner, scratch, v);
         byte_pass(inner, scratch, v);
         structural_pass(inner, scratch, v);
+        shape_pass(inner, scratch, v);
         let id = inner.known_id as u32;
-        // A large set of known values is sampled in step with the shape scanner (see
-        // `known::Sampler`), in `hay`: values are matched in the raw bytes.
-        let mut sampler = (inner.shaped.as_ref())
-            .and(inner.known.as_ref())
-            .and_then(|k| k.sampler(hay));
-        let mut found = Vec::new();
-        shape_pass(inner, scratch, v, sampler.as_mut(), &mut found);
-        if let Some(s) = &mut sampler {
-            // The rest, should the scanner have stopped short (a no-op when it did not).
-            s.advance(hay.len(), &mut |a, b| found.push((a, b)));
-        }
-        let spans = found
-            .into_iter()
-            .map(|(start, end)| Span { start, end, id });
-        scratch.spans.extend(spans);
-        let sampled = sampler.is_some();
-        for k in inner.known.iter().filter(|_| !sampled).chain(extra_known) {
+        for k in inner.known.iter().chain(extra_known) {
             k.for_each(hay, |start, end| {
                 scratch.spans.push(Span { start, end, id })
             });
@@ -469,27 +454,14 @@ fn structural_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
 /// The shaped rules, searched only in windows around core hits (merged when they overlap).
 /// Every match contains a core hit and lies within `reach` of it, so each match is inside
 /// one window, and windows are disjoint: the same matches as one search over `v`.
-///
-/// `sampler`, if any, is stepped along with the scanner, its occurrences pushed to `found`.
 #[inline(never)]
-fn shape_pass(
-    inner: &Inner,
-    scratch: &mut Scratch,
-    v: &[u8],
-    mut sampler: Option<&mut Sampler>,
-    found: &mut Vec<(usize, usize)>,
-) {
+fn shape_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
     let Some(shaped) = &inner.shaped else { return };
     let Some(mut cache) = scratch.shaped_cache.take() else {
         return;
     };
     let mut window: Option<(usize, usize)> = None;
-    let step = |end| {
-        if let Some(s) = sampler.as_mut() {
-            s.advance(end, &mut |a, b| found.push((a, b)))
-        }
-    };
-    let hit = |p: usize| {
+    crate::shape::for_each_hit(v, shaped.cores, |p| {
         let a = p.saturating_sub(shaped.reach);
         let b = (p + shaped.reach).min(v.len());
         match &mut window {
@@ -500,8 +472,7 @@ fn shape_pass(
                 }
             }
         }
-    };
-    crate::shape::for_each_hit(v, shaped.cores, hit, step);
+    });
     if let Some((wa, wb)) = window {
         search_set(&shaped.set, &mut cache, inner, scratch, v, wa, wb);
     }

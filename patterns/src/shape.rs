@@ -187,30 +187,21 @@ fn core_hits(c: &Classes, n: &Classes, cores: u16) -> u64 {
 /// Calls `f` with the start of every core hit in `hay`, in increasing order. A byte past the
 /// end counts as no class at all, so a shape cut by the end of `hay` is still reported when
 /// the regex could match there.
-///
-/// `tick(end)` is called before each 64-byte block's hits with the end of that block, so
-/// that a pass that waits on memory (the known-value sampler) can run in step with this
-/// one, which computes.
-pub(crate) fn for_each_hit(hay: &[u8], cores: u16, f: impl FnMut(usize), tick: impl FnMut(usize)) {
+pub(crate) fn for_each_hit(hay: &[u8], cores: u16, f: impl FnMut(usize)) {
     #[cfg(target_arch = "x86_64")]
     {
         if available() {
             // SAFETY: AVX2 is present (checked just above).
-            unsafe { avx2::for_each_hit(hay, cores, f, tick) };
+            unsafe { avx2::for_each_hit(hay, cores, f) };
             return;
         }
     }
-    scalar_for_each_hit(hay, cores, f, tick)
+    scalar_for_each_hit(hay, cores, f)
 }
 
 /// The same as the AVX2 scanner, a byte at a time: used by tests on machines without AVX2
 /// and as the reference the SIMD classification is checked against.
-fn scalar_for_each_hit(
-    hay: &[u8],
-    cores: u16,
-    mut f: impl FnMut(usize),
-    mut tick: impl FnMut(usize),
-) {
+fn scalar_for_each_hit(hay: &[u8], cores: u16, mut f: impl FnMut(usize)) {
     let blocks = hay.len().div_ceil(BLOCK);
     let classes = |i: usize| {
         let mut block = [0u8; BLOCK];
@@ -221,7 +212,6 @@ fn scalar_for_each_hit(
     let mut cur = classes(0);
     for i in 0..blocks {
         let next = classes(i + 1);
-        tick(((i + 1) * BLOCK).min(hay.len()));
         emit(core_hits(&cur, &next, cores), i * BLOCK, hay.len(), &mut f);
         cur = next;
     }
@@ -322,12 +312,7 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn for_each_hit(
-        hay: &[u8],
-        cores: u16,
-        mut f: impl FnMut(usize),
-        mut tick: impl FnMut(usize),
-    ) {
+    pub(super) unsafe fn for_each_hit(hay: &[u8], cores: u16, mut f: impl FnMut(usize)) {
         let whole = hay.len() / BLOCK;
         // The last (partial or empty) block, zero-padded, and one block of zeros after it.
         let mut tail = [0u8; 2 * BLOCK];
@@ -342,7 +327,6 @@ mod avx2 {
         let mut cur = classify64!(at(0));
         for i in 0..hay.len().div_ceil(BLOCK) {
             let next = classify64!(at(i + 1));
-            tick(((i + 1) * BLOCK).min(hay.len()));
             emit(core_hits(&cur, &next, cores), i * BLOCK, hay.len(), &mut f);
             cur = next;
         }
@@ -355,42 +339,8 @@ mod tests {
 
     fn hits(hay: &[u8], cores: u16) -> Vec<usize> {
         let mut v = Vec::new();
-        for_each_hit(hay, cores, |p| v.push(p), |_| {});
+        for_each_hit(hay, cores, |p| v.push(p));
         v
-    }
-
-    /// Ticks come once per 64-byte block, in order, each before that block's hits, the last
-    /// at the end of `hay`: the known-value sampler relies on this to finish.
-    #[test]
-    fn ticks_precede_each_blocks_hits_and_reach_the_end() {
-        let hay = b"call 555-123-4567 or 555-765-4321 ssn 123-45-6789 ".repeat(9);
-        for len in [0, 1, 63, 64, 65, 200, hay.len()] {
-            let events = std::cell::RefCell::new(Vec::new());
-            for_each_hit(
-                &hay[..len],
-                u16::MAX,
-                |p| events.borrow_mut().push((false, p)),
-                |end| events.borrow_mut().push((true, end)),
-            );
-            let events = events.into_inner();
-            let ticks: Vec<usize> = events.iter().filter(|e| e.0).map(|e| e.1).collect();
-            let want: Vec<usize> = (1..=len.div_ceil(BLOCK))
-                .map(|i| (i * BLOCK).min(len))
-                .collect();
-            assert_eq!(ticks, want, "len {len}");
-            let mut end = 0;
-            for &(tick, at) in &events {
-                if tick {
-                    end = at;
-                } else {
-                    assert!(at < end && at + BLOCK >= end, "hit {at} after tick {end}");
-                }
-            }
-            assert!(
-                len < 64 || events.iter().any(|e| !e.0),
-                "no hits at len {len}"
-            );
-        }
     }
 
     #[test]
@@ -481,7 +431,7 @@ mod tests {
                 ALL,
             ] {
                 let mut scalar = Vec::new();
-                scalar_for_each_hit(&hay, cores, |p| scalar.push(p), |_| {});
+                scalar_for_each_hit(&hay, cores, |p| scalar.push(p));
                 assert_eq!(hits(&hay, cores), scalar, "len {len} cores {cores}");
             }
         }

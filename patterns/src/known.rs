@@ -5,7 +5,6 @@
 //! and the forms are found by one Aho-Corasick automaton (few forms) or sampled hash filters
 //! (see [`KnownValues`]).
 
-use crate::huge::HugeTable;
 use base64::engine::general_purpose;
 use base64::Engine;
 
@@ -288,7 +287,7 @@ struct Tier {
     stride: usize,
     key_len: usize,
     /// A blocked Bloom filter: each key sets three bits of one word.
-    words: HugeTable,
+    words: Vec<u64>,
     /// Per bucket (one per filter word, ~5 items): where its items start in `items`; one
     /// extra at the end. (Eight buckets per word made this array 6 MB with 10k values, and
     /// filling it at start-up a cache miss per key.)
@@ -359,7 +358,7 @@ impl Tier {
             .unwrap_or(key_len);
         let stride = (min + 1 - key_len).clamp(1, MAX_STRIDE);
         let nwords = (forms.len() * stride * BITS_PER_KEY / 64).max(1 << 10);
-        let mut words = HugeTable::zeroed(nwords);
+        let mut words = vec![0u64; nwords];
         // Items grouped by bucket with a counting sort: counts, then running ends, then each
         // item placed by decrementing its bucket's end, which leaves the starts behind.
         let mut starts = vec![0u32; nwords + 1];

@@ -15,7 +15,6 @@ mod anchor;
 mod compile;
 mod error;
 mod frame;
-mod huge;
 mod known;
 mod mask;
 mod prefix;

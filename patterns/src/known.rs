@@ -311,8 +311,8 @@ const TIER_FORMS: usize = 1 << (32 - OFF_BITS);
 const LONG_FORM: usize = 15;
 /// Filter bits per key (three set per key): 0.42% of the bench log's sampled positions pass
 /// the test. With two bits set per key, 1.9% passed at 12 bits and 3.8% at 8. Each pass
-/// costs two dependent cache misses (`starts`, then `items`), which the prefetch does not
-/// cover, while the larger filter's loads are prefetched.
+/// costs two dependent loads that miss the cache (`starts`, then `items`; prefetched in
+/// turn, see [`Tier::scan`]), while the larger filter's own loads are prefetched anyway.
 const BITS_PER_KEY: usize = 16;
 
 /// The key at the start of `b`: 8 bytes, or 4 for the short tier (single loads).

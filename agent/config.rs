@@ -562,7 +562,7 @@ pub struct BatchConfig {
     pub max_age: Duration,
 }
 
-/// The `[redact]` section, validated; [`RedactConfig::build`] turns it into the engine.
+/// The `[redact]` section, validated; [`Config::build_redactor`] turns it into the engine.
 #[derive(Debug, Clone)]
 pub struct RedactConfig {
     packs: Vec<Spanned<String>>,

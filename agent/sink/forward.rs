@@ -78,7 +78,7 @@ pub fn classify(status: u16) -> Verdict {
 }
 
 /// `Retry-After` as seconds or as an HTTP date (RFC 9110: IMF-fixdate, or the obsolete
-/// RFC 850 and asctime forms), capped at [`MAX_RETRY_AFTER`].
+/// RFC 850 and asctime forms), capped at `MAX_RETRY_AFTER` (five minutes).
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
     parse_retry_after_at(v, SystemTime::now())
 }

@@ -226,7 +226,7 @@ mod tests {
 ///
 /// Few forms go into one Aho-Corasick automaton with its SIMD prefilter. Thousands of forms
 /// (10k masked variables) would make that automaton hundreds of megabytes and walk it byte
-/// by byte, so large sets use sampled hash filters instead (see [`Tier`]).
+/// by byte, so large sets use sampled hash filters instead (see `Tier` in the source).
 #[derive(Clone, Debug)]
 pub struct KnownValues {
     imp: KnownImp,

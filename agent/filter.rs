@@ -131,11 +131,7 @@ pub fn run<R: Read + AsRawFd, W: Write>(
         widen_pipe(fd);
     }
     let mut stream = redactor.stream();
-    let mut scratches: Vec<Scratch> = if threads > 1 {
-        (0..threads).map(|_| redactor.scratch()).collect()
-    } else {
-        Vec::new()
-    };
+    let mut scratches: Vec<Scratch> = (0..threads).map(|_| redactor.scratch()).collect();
     let mut buf = vec![0u8; if threads > 1 { BLOCK } else { BLOCK / 4 }];
     let mut out = Vec::with_capacity(buf.len() + buf.len() / 4);
     let mut parts = Parts::default();
@@ -283,7 +279,7 @@ fn process(
         return data.len();
     }
     let block = &data[..take];
-    let parallel_ok = !scratches.is_empty() && block.len() >= PARALLEL_MIN && stream.is_stateless();
+    let parallel_ok = scratches.len() > 1 && block.len() >= PARALLEL_MIN && stream.is_stateless();
     let front = data.len() - take;
     // (`data` is a suffix of `whole`: the block starts where `data` does.)
     parts.base = whole.len() - data.len();
@@ -291,6 +287,8 @@ fn process(
         parallel(redactor, stream, scratches, block, parts, || {
             read_ahead(front, BLOCK - front)
         })
+    } else if let [scratch] = scratches {
+        single(redactor, stream, scratch, block, parts)
     } else {
         0
     };
@@ -347,6 +345,32 @@ fn write_all_slices<'a, W: Write>(
         }
     }
     Ok(())
+}
+
+/// One thread: a block whose lines do not change the stream's state is redacted as one
+/// part, so that its clean text goes out straight from the input buffer like the parallel
+/// chunks', instead of being copied into the output first (that copy was ~3% of a
+/// one-thread run). Returns how much of the block that covers: all of it, or nothing.
+fn single(
+    redactor: &Redactor,
+    stream: &mut Stream,
+    scratch: &mut Scratch,
+    block: &[u8],
+    parts: &mut Parts,
+) -> usize {
+    if !stream.is_stateless() || Stream::changes_state(block) {
+        return 0;
+    }
+    parts.list.resize_with(1, Default::default);
+    let part = &mut parts.list[0];
+    part.text = 0..block.len();
+    part.counts.0.fill(0);
+    let inband = stream.inband();
+    redactor.redact_lines_plan(scratch, block, inband, &mut part.plan, &mut part.counts);
+    let lines = memchr::memchr_iter(b'\n', block).count() as u64;
+    stream.add_counts(&part.counts, lines);
+    parts.done = 1;
+    block.len()
 }
 
 /// Splits whole lines into chunks and redacts them on all threads; returns how many bytes

@@ -427,7 +427,8 @@ impl Tier {
                     prefetch(item);
                 }
             }
-            (ready, nr, nf) = (fresh, nf, 0);
+            ready[..nf].copy_from_slice(&fresh[..nf]);
+            (nr, nf) = (nf, 0);
             end = (end + STEP).min(last);
             let fetch_end = (end + AHEAD).min(last);
             while fetch < fetch_end {

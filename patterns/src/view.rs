@@ -101,6 +101,12 @@ mod tests {
     }
 
     #[test]
+    fn osc_ended_by_esc_backslash() {
+        let mut buf = Vec::new();
+        assert_eq!(view(b"\x1b]8;;u\x1b\\x\x1b[1m", &mut buf), b"        x    ");
+    }
+
+    #[test]
     fn truncated_sequence_and_newline() {
         let mut buf = Vec::new();
         assert_eq!(view(b"a\x1b[3", &mut buf), b"a   ");

@@ -9,7 +9,7 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 
-use logveil_patterns::{Counts, Plan, Redactor, Scratch, Stream};
+use logveil_patterns::{Counts, KnownValues, Plan, Redactor, Scratch, Stream};
 
 /// Largest block read before redacting (bigger blocks amortise thread hand-offs).
 const BLOCK: usize = 4 << 20;
@@ -279,7 +279,8 @@ fn process(
         return data.len();
     }
     let block = &data[..take];
-    let parallel_ok = scratches.len() > 1 && block.len() >= PARALLEL_MIN && stream.is_stateless();
+    let stateless = stream.is_stateless();
+    let parallel_ok = scratches.len() > 1 && block.len() >= PARALLEL_MIN && stateless;
     let front = data.len() - take;
     // (`data` is a suffix of `whole`: the block starts where `data` does.)
     parts.base = whole.len() - data.len();
@@ -287,7 +288,7 @@ fn process(
         parallel(redactor, stream, scratches, block, parts, || {
             read_ahead(front, BLOCK - front)
         })
-    } else if let [scratch] = scratches {
+    } else if let ([scratch], true) = (&mut *scratches, stateless) {
         single(redactor, stream, scratch, block, parts)
     } else {
         0
@@ -311,6 +312,22 @@ struct Part {
     plan: Plan,
     counts: Counts,
     lines: u64,
+}
+
+impl Part {
+    /// Redacts this part's lines of `block` into its plan, counts and line count.
+    fn redact(
+        &mut self,
+        redactor: &Redactor,
+        scratch: &mut Scratch,
+        block: &[u8],
+        inband: Option<&KnownValues>,
+    ) {
+        let text = &block[self.text.clone()];
+        self.counts.0.fill(0);
+        redactor.redact_lines_plan(scratch, text, inband, &mut self.plan, &mut self.counts);
+        self.lines = memchr::memchr_iter(b'\n', text).count() as u64;
+    }
 }
 
 #[derive(Default)]
@@ -347,7 +364,8 @@ fn write_all_slices<'a, W: Write>(
     Ok(())
 }
 
-/// One thread: a block whose lines do not change the stream's state is redacted as one
+/// One thread, the stream at a line start outside a key block: a block whose lines do not
+/// change the stream's state is redacted as one
 /// part, so that its clean text goes out straight from the input buffer like the parallel
 /// chunks', instead of being copied into the output first (that copy was ~3% of a
 /// one-thread run). Returns how much of the block that covers: all of it, or nothing.
@@ -358,17 +376,14 @@ fn single(
     block: &[u8],
     parts: &mut Parts,
 ) -> usize {
-    if !stream.is_stateless() || Stream::changes_state(block) {
+    if Stream::changes_state(block) {
         return 0;
     }
     parts.list.resize_with(1, Default::default);
     let part = &mut parts.list[0];
     part.text = 0..block.len();
-    part.counts.0.fill(0);
-    let inband = stream.inband();
-    redactor.redact_lines_plan(scratch, block, inband, &mut part.plan, &mut part.counts);
-    let lines = memchr::memchr_iter(b'\n', block).count() as u64;
-    stream.add_counts(&part.counts, lines);
+    part.redact(redactor, scratch, block, stream.inband());
+    stream.add_counts(&part.counts, part.lines);
     parts.done = 1;
     block.len()
 }
@@ -415,14 +430,11 @@ fn parallel(
                 if i > stop.load(std::sync::atomic::Ordering::Relaxed) {
                     break;
                 }
-                let text = &block[part.text.clone()];
-                if Stream::changes_state(text) {
+                if Stream::changes_state(&block[part.text.clone()]) {
                     stop.fetch_min(i, std::sync::atomic::Ordering::Relaxed);
                     break;
                 }
-                part.counts.0.fill(0);
-                redactor.redact_lines_plan(scratch, text, inband, &mut part.plan, &mut part.counts);
-                part.lines = memchr::memchr_iter(b'\n', text).count() as u64;
+                part.redact(redactor, scratch, block, inband);
             });
         }
         meanwhile();

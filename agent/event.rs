@@ -146,7 +146,7 @@ impl EventEncoder {
     }
 }
 
-fn json_str(s: &str, out: &mut Vec<u8>) {
+pub(crate) fn json_str(s: &str, out: &mut Vec<u8>) {
     serde_json::to_writer(&mut *out, s).expect("writing JSON to a Vec cannot fail");
 }
 

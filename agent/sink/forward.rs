@@ -100,12 +100,12 @@ pub fn parse_retry_after_at(v: &str, now: SystemTime) -> Option<Duration> {
 
 /// Capped exponential backoff: attempt 0 waits about `initial`; `jitter` in [0, 1) takes up
 /// to half of the delay away, so that many agents do not retry in step.
-pub fn backoff(initial: Duration, max: Duration, attempt: u32, jitter: f64) -> Duration {
+fn backoff(initial: Duration, max: Duration, attempt: u32, jitter: f64) -> Duration {
     let d = initial.saturating_mul(1u32 << attempt.min(20)).min(max);
     d.mul_f64(1.0 - 0.5 * jitter.clamp(0.0, 1.0))
 }
 
-pub(crate) fn jitter() -> f64 {
+fn jitter() -> f64 {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 4];
     let _ = ring::rand::SystemRandom::new().fill(&mut b);

@@ -143,7 +143,7 @@ fn param(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(name.as_bytes());
     out.push(b'=');
     let open = out.len();
-    serde_json::to_writer(&mut *out, value).expect("writing JSON to a Vec cannot fail");
+    crate::event::json_str(value, out);
     let close = out.len() - 1;
     let sd_special = |b: u8| matches!(b, b'"' | b'\\' | b']');
     let extra = out[open + 1..close]

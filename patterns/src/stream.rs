@@ -21,7 +21,7 @@ use std::sync::LazyLock;
 
 use memchr::memmem;
 
-use crate::compile::{Redactor, MAX_KNOWN_BYTES};
+use crate::compile::{known_bytes_fit, Redactor};
 use crate::known::KnownValues;
 use crate::known::{longest_form, MIN_KNOWN_LEN};
 use crate::scan::{write_masked, Counts, Scratch, Span};
@@ -419,14 +419,14 @@ impl Stream {
     }
 
     /// Registers an in-band value; false when it would take the values past the bytes a
-    /// value set may hold ([`MAX_KNOWN_BYTES`], as for values given at start-up: their forms
+    /// value set may hold ([`crate::MAX_KNOWN_BYTES`], as for values given at start-up: their forms
     /// are indexed with 32-bit offsets).
     fn register(&mut self, value: &[u8]) -> bool {
         if self.inband.len() >= MAX_INBAND_VALUES || self.inband.iter().any(|v| v == value) {
             return true;
         }
         let bytes: usize = self.inband.iter().map(Vec::len).sum();
-        if bytes + value.len() > MAX_KNOWN_BYTES {
+        if !known_bytes_fit(bytes + value.len()) {
             return false;
         }
         self.inband.push(value.to_vec());
@@ -515,8 +515,6 @@ fn is_key_header(line: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     /// An in-band value past the byte budget is masked on its own line, counted as refused,
     /// and not registered (its forms' offsets would not fit the index).
     #[test]
@@ -524,7 +522,7 @@ mod tests {
         let r = crate::RedactorBuilder::new().build().unwrap();
         let mut s = r.stream();
         // Stands in for values registered earlier (not indexed, to keep the test small).
-        s.inband.push(vec![b'x'; MAX_KNOWN_BYTES - 4]);
+        s.inband.push(vec![b'x'; crate::MAX_KNOWN_BYTES - 4]);
         let mut out = Vec::new();
         s.push(
             b"::add-mask::budget-secret-1\nsay budget-secret-1\n",

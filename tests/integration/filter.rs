@@ -357,6 +357,11 @@ fn parallel_and_single_thread_agree() {
             input.push_str("echo late-registered-secret\n");
         }
     }
+    // The premise above, against the filter's 4 MiB blocks (agent/filter.rs `BLOCK`).
+    let block = |s: &str| input.find(s).unwrap() >> 22;
+    assert_eq!(block("::add-mask::"), 0);
+    assert_eq!(block("-----BEGIN OPENSSH"), 2);
+    assert!(input.len() > 3 << 22);
     let dir = TempDir::new("par");
     let f = dir.write("in.log", input.as_bytes());
     let one = std::process::Command::new("bash")

@@ -59,6 +59,9 @@ pub struct RedactorBuilder {
     /// Take the `secret` group's span from the match's edges where the pattern allows
     /// (see [`crate::frame`]); off only in tests that compare with the capture engine.
     pub(crate) frames: bool,
+    /// The one-pass anchor search where the CPU has it; off only in tests that compare it
+    /// with the Teddy passes.
+    pub(crate) one_pass: bool,
 }
 
 impl Default for RedactorBuilder {
@@ -85,6 +88,7 @@ impl RedactorBuilder {
             builtins_error,
             shapes: true,
             frames: true,
+            one_pass: true,
         }
     }
 
@@ -267,9 +271,10 @@ impl RedactorBuilder {
                 }
             }
         }
-        let anchors = crate::anchor::choose(&keywords);
+        let one_pass = self.one_pass && crate::permute::available();
+        let anchors = crate::anchor::choose(&keywords, one_pass);
         let anchor_search =
-            crate::anchor::AnchorSearch::new(&anchors.anchors).map_err(|message| {
+            crate::anchor::AnchorSearch::new(&anchors.anchors, one_pass).map_err(|message| {
                 Error::Compile {
                     what: "keyword automaton".into(),
                     message,

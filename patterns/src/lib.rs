@@ -17,6 +17,7 @@ mod error;
 mod frame;
 mod known;
 mod mask;
+mod permute;
 mod prefix;
 pub mod rule;
 mod scan;

@@ -265,8 +265,12 @@ fn keyword_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
     // starts over from the top), and most anchor hits confirm no keyword, so bounds are
     // found only for those that do.
     let mut line = (0usize, 0usize);
+    let every = search.reports_every_occurrence();
     search.for_each_pass(&lower, |a, start| {
         anchor_at(inner, scratch, v, &lower, a, start, &mut line);
+        if every {
+            return;
+        }
         for &(a2, off) in &inner.anchor_overlaps[a] {
             let at = start + off as usize;
             let lit = &inner.anchors[a2 as usize];

@@ -120,68 +120,135 @@ struct Classes {
 /// Bytes per block: one bit per byte in a `u64` mask.
 const BLOCK: usize = 64;
 
+/// A block's class masks joined with the next block's: shifting right brings the next
+/// block's bytes in. `u128` for one block; eight blocks in AVX-512 lanes (`avx512::Lanes`).
+trait Bits:
+    Copy
+    + std::ops::BitAnd<Output = Self>
+    + std::ops::BitOr<Output = Self>
+    + std::ops::Not<Output = Self>
+{
+    fn shr(self, k: u32) -> Self;
+    fn shl(self, k: u32) -> Self;
+    /// Whether any bit is set (used only to skip work: may say true when none is).
+    fn any(self) -> bool;
+}
+
+impl Bits for u128 {
+    #[inline(always)]
+    fn shr(self, k: u32) -> Self {
+        self >> k
+    }
+    #[inline(always)]
+    fn shl(self, k: u32) -> Self {
+        self << k
+    }
+    #[inline(always)]
+    fn any(self) -> bool {
+        self != 0
+    }
+}
+
+/// Per class, a block's bits joined with the next block's (see [`Bits`]).
+#[derive(Clone, Copy)]
+struct Joined<B> {
+    digit: B,
+    sep: B,
+    dot: B,
+    plus: B,
+    one: B,
+    upper: B,
+    word: B,
+    hex_lower: B,
+    base32: B,
+}
+
+impl Joined<u128> {
+    #[inline(always)]
+    fn of(c: &Classes, n: &Classes) -> Self {
+        let j = |a: u64, b: u64| (a as u128) | ((b as u128) << BLOCK);
+        Joined {
+            digit: j(c.digit, n.digit),
+            sep: j(c.sep, n.sep),
+            dot: j(c.dot, n.dot),
+            plus: j(c.plus, n.plus),
+            one: j(c.one, n.one),
+            upper: j(c.upper, n.upper),
+            word: j(c.word, n.word),
+            hex_lower: j(c.hex_lower, n.hex_lower),
+            base32: j(c.base32, n.base32),
+        }
+    }
+}
+
 /// Core hits starting in the block `c`, with `n` the classes of the block after it.
 #[inline(always)]
 fn core_hits(c: &Classes, n: &Classes, cores: u16) -> u64 {
-    let j = |a: u64, b: u64| (a as u128) | ((b as u128) << BLOCK);
-    let d = j(c.digit, n.digit);
-    let d2 = d & (d >> 1);
-    let d4 = d2 & (d2 >> 2);
-    let mut hits = 0u128;
-    let sep = j(c.sep, n.sep);
+    core_bits(&Joined::of(c, n), cores) as u64
+}
+
+/// Core hits as bits of the (joined) block: only the low [`BLOCK`] bits are meaningful.
+#[inline(always)]
+fn core_bits<B: Bits>(c: &Joined<B>, cores: u16) -> B {
+    let d = c.digit;
+    let d2 = d & d.shr(1);
+    let d4 = d2 & d2.shr(2);
+    // (Starts empty: `d & !d` is zero whatever the representation.)
+    let mut hits = d & !d;
+    let sep = c.sep;
     // The three cores below share "`-` or space, four digits", absent from most blocks.
-    let sep_d4 = sep & (d4 >> 1);
-    if sep_d4 != 0 {
+    let sep_d4 = sep & d4.shr(1);
+    if sep_d4.any() {
         if cores & SSN_SHAPE != 0 {
-            hits |= sep & (d2 >> 1) & (sep_d4 >> 3);
+            hits = hits | (sep & d2.shr(1) & sep_d4.shr(3));
         }
         if cores & CARD_GROUPS != 0 {
-            hits |= d4 & (sep_d4 >> 4) & ((sep | d) >> 9) & (d >> 10);
+            hits = hits | (d4 & sep_d4.shr(4) & (sep | d).shr(9) & d.shr(10));
         }
         if cores & PHONE_END != 0 {
             // Bit 0 of a block sees no digit before it: a hit there may be one too many,
             // never one too few.
-            let d3 = d2 & (d >> 2);
-            hits |= !(d << 1) & d3 & (sep_d4 >> 3);
+            let d3 = d2 & d.shr(2);
+            hits = hits | (!d.shl(1) & d3 & sep_d4.shr(3));
         }
     }
     if cores & DOT_DIGITS != 0 {
-        hits |= d2 & (j(c.dot, n.dot) >> 2) & (d4 >> 3) & !(d >> 7);
+        hits = hits | (d2 & c.dot.shr(2) & d4.shr(3) & !d.shr(7));
     }
     if cores & PLUS_ONE != 0 {
-        hits |= j(c.plus, n.plus) & (j(c.one, n.one) >> 1);
+        hits = hits | (c.plus & c.one.shr(1));
     }
     if cores & RUN13 != 0 {
-        let d8 = d4 & (d4 >> 4);
-        hits |= d8 & (d8 >> 5);
+        let d8 = d4 & d4.shr(4);
+        hits = hits | (d8 & d8.shr(5));
     }
-    let up = j(c.upper, n.upper);
+    let up = c.upper;
     if cores & DEA != 0 {
-        let d7 = d4 & (d4 >> 3);
-        hits |= up & ((up | d) >> 1) & (d7 >> 2);
+        let d7 = d4 & d4.shr(3);
+        hits = hits | (up & (up | d).shr(1) & d7.shr(2));
     }
     if cores & MBI != 0 {
-        let nw = !j(c.word, n.word);
-        let up2 = up & (up >> 1);
-        let dashed = (sep >> 1) & (up2 >> 2) & (d2 >> 4) & (nw >> 6);
-        let plain = (up2 >> 1) & (d2 >> 3) & (nw >> 5);
-        hits |= d & (dashed | plain);
+        let nw = !c.word;
+        let up2 = up & up.shr(1);
+        let dashed = sep.shr(1) & up2.shr(2) & d2.shr(4) & nw.shr(6);
+        let plain = up2.shr(1) & d2.shr(3) & nw.shr(5);
+        hits = hits | (d & (dashed | plain));
     }
     if cores & TWILIO != 0 {
-        let h = j(c.hex_lower, n.hex_lower);
-        let h2 = h & (h >> 1);
-        let h4 = h2 & (h2 >> 2);
-        hits |= up & (up >> 1) & (h4 >> 2);
+        let h = c.hex_lower;
+        let h2 = h & h.shr(1);
+        let h4 = h2 & h2.shr(2);
+        hits = hits | (up & up.shr(1) & h4.shr(2));
     }
     if cores & AWS != 0 {
-        let b = j(c.base32, n.base32);
-        let b2 = b & (b >> 1);
-        let b4 = b2 & (b2 >> 2);
-        let b8 = b4 & (b4 >> 4);
-        let b16 = b8 & (b8 >> 8);
-        hits |= b16 & (b4 >> 16);
+        let b = c.base32;
+        let b2 = b & b.shr(1);
+        let b4 = b2 & b2.shr(2);
+        let b8 = b4 & b4.shr(4);
+        let b16 = b8 & b8.shr(8);
+        hits = hits | (b16 & b4.shr(16));
     }
-    hits as u64
+    hits
 }
 
 /// Calls `f` with the start of every core hit in `hay`, in increasing order. A byte past the
@@ -190,6 +257,11 @@ fn core_hits(c: &Classes, n: &Classes, cores: u16) -> u64 {
 pub(crate) fn for_each_hit(hay: &[u8], cores: u16, f: impl FnMut(usize)) {
     #[cfg(target_arch = "x86_64")]
     {
+        if avx512::available() {
+            // SAFETY: AVX-512 F, BW and VBMI2 are present (checked just above).
+            unsafe { avx512::for_each_hit(hay, cores, f) };
+            return;
+        }
         if available() {
             // SAFETY: AVX2 is present (checked just above).
             unsafe { avx2::for_each_hit(hay, cores, f) };
@@ -333,6 +405,193 @@ mod avx2 {
     }
 }
 
+/// Eight blocks at a time: each class mask of eight consecutive blocks in the lanes of one
+/// register, so that [`core_bits`]' shifts and ANDs (most of the scanner's time with AVX2,
+/// done there one block at a time on 128-bit integers) serve eight blocks per instruction.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{core_bits, emit, Bits, Joined, BLOCK};
+    use std::arch::x86_64::*;
+
+    pub(super) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vbmi2")
+    }
+
+    /// Per lane, a block's bits (`lo`) joined with the next block's (`hi`).
+    #[derive(Clone, Copy)]
+    pub(super) struct Lanes {
+        lo: __m512i,
+        hi: __m512i,
+    }
+
+    // SAFETY (all the operations below): `Lanes` values exist only inside `for_each_hit`,
+    // which runs only where `available()` said AVX-512 F, BW and VBMI2 are present.
+    impl std::ops::BitAnd for Lanes {
+        type Output = Lanes;
+        #[inline(always)]
+        fn bitand(self, o: Lanes) -> Lanes {
+            unsafe {
+                Lanes {
+                    lo: _mm512_and_si512(self.lo, o.lo),
+                    hi: _mm512_and_si512(self.hi, o.hi),
+                }
+            }
+        }
+    }
+
+    impl std::ops::BitOr for Lanes {
+        type Output = Lanes;
+        #[inline(always)]
+        fn bitor(self, o: Lanes) -> Lanes {
+            unsafe {
+                Lanes {
+                    lo: _mm512_or_si512(self.lo, o.lo),
+                    hi: _mm512_or_si512(self.hi, o.hi),
+                }
+            }
+        }
+    }
+
+    impl std::ops::Not for Lanes {
+        type Output = Lanes;
+        #[inline(always)]
+        fn not(self) -> Lanes {
+            unsafe {
+                let ones = _mm512_set1_epi64(-1);
+                Lanes {
+                    lo: _mm512_xor_si512(self.lo, ones),
+                    hi: _mm512_xor_si512(self.hi, ones),
+                }
+            }
+        }
+    }
+
+    impl Bits for Lanes {
+        #[inline(always)]
+        fn shr(self, k: u32) -> Lanes {
+            unsafe {
+                let c = _mm512_set1_epi64(k as i64);
+                Lanes {
+                    // Low half of (hi:lo) >> k: the next block's bytes come in.
+                    lo: _mm512_shrdv_epi64(self.lo, self.hi, c),
+                    hi: _mm512_srlv_epi64(self.hi, c),
+                }
+            }
+        }
+        #[inline(always)]
+        fn shl(self, k: u32) -> Lanes {
+            unsafe {
+                let c = _mm512_set1_epi64(k as i64);
+                Lanes {
+                    lo: _mm512_sllv_epi64(self.lo, c),
+                    hi: _mm512_shldv_epi64(self.hi, self.lo, c),
+                }
+            }
+        }
+        #[inline(always)]
+        fn any(self) -> bool {
+            // Eight blocks rarely all lack a core's start; computing it costs little.
+            true
+        }
+    }
+
+    /// Class masks of the 64 bytes at `p`, in the order of [`Joined`]'s fields.
+    #[inline(always)]
+    unsafe fn classify(p: *const u8) -> [u64; 9] {
+        let v = _mm512_loadu_si512(p as *const _);
+        let within = |lo: u8, span: u8| {
+            _mm512_cmple_epu8_mask(
+                _mm512_sub_epi8(v, _mm512_set1_epi8(lo as i8)),
+                _mm512_set1_epi8(span as i8),
+            )
+        };
+        let eq = |b: u8| _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(b as i8));
+        let digit = within(b'0', 9);
+        let upper = within(b'A', 25);
+        [
+            digit,
+            eq(b'-') | eq(b' '),
+            eq(b'.'),
+            eq(b'+'),
+            eq(b'1'),
+            upper,
+            digit | upper | within(b'a', 25) | eq(b'_'),
+            digit | within(b'a', 5),
+            upper | within(b'2', 5),
+        ]
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi2")]
+    pub(super) unsafe fn for_each_hit(hay: &[u8], cores: u16, mut f: impl FnMut(usize)) {
+        let blocks = hay.len().div_ceil(BLOCK);
+        let whole = hay.len() / BLOCK;
+        // The last (partial or empty) block, zero-padded, and one block of zeros after it.
+        let mut tail = [0u8; 2 * BLOCK];
+        tail[..hay.len() - whole * BLOCK].copy_from_slice(&hay[whole * BLOCK..]);
+        let at = |i: usize| {
+            if i < whole {
+                hay.as_ptr().add(i * BLOCK)
+            } else {
+                tail.as_ptr().add((i - whole) * BLOCK)
+            }
+        };
+        // cls[class][k]: block i + k (k = 0..=8; block i + 8 is the last lane's next).
+        let mut cls = [[0u64; 9]; 9];
+        let put = |cls: &mut [[u64; 9]; 9], k: usize, c: [u64; 9]| {
+            for (row, m) in cls.iter_mut().zip(c) {
+                row[k] = m;
+            }
+        };
+        put(&mut cls, 0, classify(at(0)));
+        let mut i = 0;
+        while i < blocks {
+            let n = (blocks - i).min(8);
+            for k in 1..=8 {
+                let c = if k <= n { classify(at(i + k)) } else { [0; 9] };
+                put(&mut cls, k, c);
+            }
+            let lanes = |row: &[u64; 9]| Lanes {
+                lo: _mm512_loadu_si512(row.as_ptr() as *const _),
+                hi: _mm512_loadu_si512(row.as_ptr().add(1) as *const _),
+            };
+            let joined = Joined {
+                digit: lanes(&cls[0]),
+                sep: lanes(&cls[1]),
+                dot: lanes(&cls[2]),
+                plus: lanes(&cls[3]),
+                one: lanes(&cls[4]),
+                upper: lanes(&cls[5]),
+                word: lanes(&cls[6]),
+                hex_lower: lanes(&cls[7]),
+                base32: lanes(&cls[8]),
+            };
+            let mut hits = [0u64; 8];
+            _mm512_storeu_si512(hits.as_mut_ptr() as *mut _, core_bits(&joined, cores).lo);
+            for (k, &h) in hits.iter().enumerate().take(n) {
+                emit(h, (i + k) * BLOCK, hay.len(), &mut f);
+            }
+            for row in cls.iter_mut() {
+                row[0] = row[n];
+            }
+            i += n;
+        }
+    }
+
+    /// The AVX2 scanner's hits, for the tests to compare with.
+    #[cfg(test)]
+    pub(super) fn avx2_hits(hay: &[u8], cores: u16) -> Option<Vec<usize>> {
+        if !super::available() {
+            return None;
+        }
+        let mut v = Vec::new();
+        // SAFETY: AVX2 is present (checked just above).
+        unsafe { super::avx2::for_each_hit(hay, cores, |p| v.push(p)) };
+        Some(v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,6 +692,10 @@ mod tests {
                 let mut scalar = Vec::new();
                 scalar_for_each_hit(&hay, cores, |p| scalar.push(p));
                 assert_eq!(hits(&hay, cores), scalar, "len {len} cores {cores}");
+                #[cfg(target_arch = "x86_64")]
+                if let Some(v) = avx512::avx2_hits(&hay, cores) {
+                    assert_eq!(v, scalar, "AVX2, len {len} cores {cores}");
+                }
             }
         }
     }

@@ -120,6 +120,35 @@ struct Classes {
 /// Bytes per block: one bit per byte in a `u64` mask.
 const BLOCK: usize = 64;
 
+/// `hay` as blocks for the SIMD scanners' whole-block loads: the last (partial or empty)
+/// block zero-padded, and one block of zeros after it.
+#[cfg(target_arch = "x86_64")]
+struct Blocks<'a> {
+    hay: &'a [u8],
+    whole: usize,
+    tail: [u8; 2 * BLOCK],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<'a> Blocks<'a> {
+    fn new(hay: &'a [u8]) -> Self {
+        let whole = hay.len() / BLOCK;
+        let mut tail = [0u8; 2 * BLOCK];
+        tail[..hay.len() - whole * BLOCK].copy_from_slice(&hay[whole * BLOCK..]);
+        Blocks { hay, whole, tail }
+    }
+
+    /// The start of block `i`, for `i` up to one past the last block: `BLOCK` readable bytes.
+    #[inline(always)]
+    fn at(&self, i: usize) -> *const u8 {
+        if i < self.whole {
+            self.hay[i * BLOCK..].as_ptr()
+        } else {
+            self.tail[(i - self.whole) * BLOCK..].as_ptr()
+        }
+    }
+}
+
 /// A block's class masks joined with the next block's: shifting right brings the next
 /// block's bytes in. `u128` for one block; eight blocks in AVX-512 lanes (`avx512::Lanes`).
 trait Bits:
@@ -331,7 +360,7 @@ fn classify_scalar(block: &[u8; BLOCK]) -> Classes {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{core_hits, emit, Classes, BLOCK};
+    use super::{core_hits, emit, Blocks, Classes, BLOCK};
     use std::arch::x86_64::*;
 
     /// Classes of the 64 bytes at `$p`. A macro, so that everything is inlined into the one
@@ -385,17 +414,8 @@ mod avx2 {
 
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn for_each_hit(hay: &[u8], cores: u16, mut f: impl FnMut(usize)) {
-        let whole = hay.len() / BLOCK;
-        // The last (partial or empty) block, zero-padded, and one block of zeros after it.
-        let mut tail = [0u8; 2 * BLOCK];
-        tail[..hay.len() - whole * BLOCK].copy_from_slice(&hay[whole * BLOCK..]);
-        let at = |i: usize| {
-            if i < whole {
-                hay.as_ptr().add(i * BLOCK)
-            } else {
-                tail.as_ptr().add((i - whole) * BLOCK)
-            }
-        };
+        let blocks_of = Blocks::new(hay);
+        let at = |i: usize| blocks_of.at(i);
         let mut cur = classify64!(at(0));
         for i in 0..hay.len().div_ceil(BLOCK) {
             let next = classify64!(at(i + 1));
@@ -410,7 +430,7 @@ mod avx2 {
 /// done there one block at a time on 128-bit integers) serve eight blocks per instruction.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{core_bits, emit, Bits, Joined, BLOCK};
+    use super::{core_bits, emit, Bits, Blocks, Joined, BLOCK};
     use std::arch::x86_64::*;
 
     pub(super) fn available() -> bool {
@@ -426,33 +446,28 @@ mod avx512 {
         hi: __m512i,
     }
 
-    // SAFETY (all the operations below): `Lanes` values exist only inside `for_each_hit`,
-    // which runs only where `available()` said AVX-512 F, BW and VBMI2 are present.
-    impl std::ops::BitAnd for Lanes {
-        type Output = Lanes;
-        #[inline(always)]
-        fn bitand(self, o: Lanes) -> Lanes {
-            unsafe {
-                Lanes {
-                    lo: _mm512_and_si512(self.lo, o.lo),
-                    hi: _mm512_and_si512(self.hi, o.hi),
+    // SAFETY (all the operations below): `Lanes` values are made only inside `for_each_hit`
+    // (its fields are private to this module), which runs only where `available()` said
+    // AVX-512 F, BW and VBMI2 are present.
+    /// `std::ops::$tr` for `Lanes`, one instruction per half.
+    macro_rules! lanewise {
+        ($tr:ident, $f:ident, $op:ident) => {
+            impl std::ops::$tr for Lanes {
+                type Output = Lanes;
+                #[inline(always)]
+                fn $f(self, o: Lanes) -> Lanes {
+                    unsafe {
+                        Lanes {
+                            lo: $op(self.lo, o.lo),
+                            hi: $op(self.hi, o.hi),
+                        }
+                    }
                 }
             }
-        }
+        };
     }
-
-    impl std::ops::BitOr for Lanes {
-        type Output = Lanes;
-        #[inline(always)]
-        fn bitor(self, o: Lanes) -> Lanes {
-            unsafe {
-                Lanes {
-                    lo: _mm512_or_si512(self.lo, o.lo),
-                    hi: _mm512_or_si512(self.hi, o.hi),
-                }
-            }
-        }
-    }
+    lanewise!(BitAnd, bitand, _mm512_and_si512);
+    lanewise!(BitOr, bitor, _mm512_or_si512);
 
     impl std::ops::Not for Lanes {
         type Output = Lanes;
@@ -526,17 +541,8 @@ mod avx512 {
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi2")]
     pub(super) unsafe fn for_each_hit(hay: &[u8], cores: u16, mut f: impl FnMut(usize)) {
         let blocks = hay.len().div_ceil(BLOCK);
-        let whole = hay.len() / BLOCK;
-        // The last (partial or empty) block, zero-padded, and one block of zeros after it.
-        let mut tail = [0u8; 2 * BLOCK];
-        tail[..hay.len() - whole * BLOCK].copy_from_slice(&hay[whole * BLOCK..]);
-        let at = |i: usize| {
-            if i < whole {
-                hay.as_ptr().add(i * BLOCK)
-            } else {
-                tail.as_ptr().add((i - whole) * BLOCK)
-            }
-        };
+        let blocks_of = Blocks::new(hay);
+        let at = |i: usize| blocks_of.at(i);
         // cls[class][k]: block i + k (k = 0..=8; block i + 8 is the last lane's next).
         let mut cls = [[0u64; 9]; 9];
         let put = |cls: &mut [[u64; 9]; 9], k: usize, c: [u64; 9]| {

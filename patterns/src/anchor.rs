@@ -143,8 +143,9 @@ impl AnchorSearch {
         matches!(self, AnchorSearch::OnePass(_))
     }
 
-    /// Calls `f(anchor, start)` for each hit, pass by pass (increasing `start` within a
-    /// pass): non-overlapping hits per Teddy pass, every occurrence in the one pass.
+    /// Calls `f(anchor, start)` for each hit, pass by pass: non-overlapping hits per Teddy
+    /// pass in increasing `start`, every occurrence in the one pass, 64-byte block by block
+    /// (in no particular order within a block).
     pub(crate) fn for_each_pass(&self, hay: &[u8], mut f: impl FnMut(usize, usize)) {
         let groups = match self {
             AnchorSearch::OnePass(p) => return p.for_each(hay, f),

@@ -455,6 +455,8 @@ impl Tier {
         large: &Large,
         f: &mut impl FnMut(usize, usize),
     ) {
+        #[cfg(target_arch = "x86_64")]
+        debug_assert!(!WIDE || wide::available(), "WIDE only from `scan_wide`");
         let nwords = self.words.len() as u64;
         // Sampled positions before `last` have a whole key.
         let last = hay.len().saturating_sub(K - 1);
@@ -613,7 +615,8 @@ mod wide {
         v
     }
 
-    /// Hashes the keys at `at + j × stride` (j < 8) into `ring[fi + j]`; returns their words.
+    /// Hashes the keys at `at + j × stride` (j < 8) into `ring[(fi + j) % RING]`; returns their
+    /// words.
     /// The caller guarantees `at + 128 <= hay.len()`.
     #[inline(always)]
     pub(super) unsafe fn hash8<const K: usize>(
@@ -678,9 +681,11 @@ mod wide {
 /// 512 MiB), 512 the best within the noise.
 const AHEAD: usize = 512;
 /// Hashes kept between prefetch and lookup, by sample number modulo `RING`: more than the
-/// samples in `STEP + AHEAD` bytes at stride 1. Sample `RING × k` sits at byte `RING × k × S`,
-/// a multiple of `STEP`, and the loop's eight-sample groups never straddle a multiple of
-/// `STEP` (each stays within one step's bytes): so a group never wraps around the ring.
+/// samples in `STEP + AHEAD` bytes at stride 1. No eight-sample group wraps around the ring:
+/// sample `RING × k` (k ≥ 1) sits at byte `RING × k × S`, a multiple of `STEP` and at least
+/// `RING > STEP + AHEAD`, so past the first step's `STEP + AHEAD` bytes; after the first
+/// step, each step's groups lie between two consecutive multiples of `STEP` (`fetch_end`
+/// and `end` advance by `STEP`), which such a sample can only begin.
 const RING: usize = 1024;
 const _: () =
     assert!(RING > STEP + AHEAD && RING.is_multiple_of(STEP) && AHEAD.is_multiple_of(STEP));
@@ -875,40 +880,16 @@ mod matcher_tests {
         assert!(cover(&k, &hay).iter().all(|&c| c));
     }
 
-    /// Every occurrence is found, at every alignment against the sampling stride, for short
-    /// and long forms alike.
     /// Long inputs: the sampling loop's ring of hashes wraps many times, written and read in
     /// eight-wide and one-at-a-time steps, for the 4-byte and the 8-byte tier and several
     /// strides. The values are planted raw, their shortest form, so that exactly one sampled
     /// position can find each short one: one wrong hash in the ring loses a value.
     #[test]
     fn long_inputs_cover_what_a_naive_search_does() {
-        // (Value lengths for the short tier and the long one: strides 3 to 9.)
+        // (Value lengths for the short tier and the long one: short-tier strides 3 to 9.)
         for (short, long) in [(6usize, 17usize), (7, 19), (9, 23), (10, 26), (12, 29)] {
-            let values: Vec<Vec<u8>> = (0..40)
-                .map(|i| {
-                    if i % 2 == 0 {
-                        format!("s{i:0w$}", w = short - 1).into_bytes()
-                    } else {
-                        format!("L{i:0w$}", w = long - 1).into_bytes()
-                    }
-                })
-                .collect();
+            let (values, hay) = planted(short, long);
             let k = KnownValues::new(values.iter().map(|v| v.as_slice())).unwrap();
-            let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-            let mut next = |n: u64| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x % n
-            };
-            let mut hay = Vec::new();
-            while hay.len() < 1 << 20 {
-                for _ in 0..next(24) {
-                    hay.push(b"qrstuvwxyz ./"[next(13) as usize]);
-                }
-                hay.extend_from_slice(&values[next(values.len() as u64) as usize]);
-            }
             for len in [hay.len(), hay.len() - 77, 70_001] {
                 let h = &hay[..len];
                 assert_eq!(
@@ -920,6 +901,61 @@ mod matcher_tests {
         }
     }
 
+    /// 40 values, half `short` bytes long and half `long`, planted raw about every 20 bytes
+    /// of 1 MiB of filler.
+    fn planted(short: usize, long: usize) -> (Vec<Vec<u8>>, Vec<u8>) {
+        let values: Vec<Vec<u8>> = (0..40)
+            .map(|i| {
+                if i % 2 == 0 {
+                    format!("s{i:0w$}", w = short - 1).into_bytes()
+                } else {
+                    format!("L{i:0w$}", w = long - 1).into_bytes()
+                }
+            })
+            .collect();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut hay = Vec::new();
+        while hay.len() < 1 << 20 {
+            for _ in 0..next(24) {
+                hay.push(b"qrstuvwxyz ./"[next(13) as usize]);
+            }
+            hay.extend_from_slice(&values[next(values.len() as u64) as usize]);
+        }
+        (values, hay)
+    }
+
+    /// The eight-wide sampling loop reports what the one-at-a-time loop does, in the same
+    /// order, tier by tier.
+    #[test]
+    fn wide_and_scalar_sampling_agree() {
+        let (values, hay) = planted(8, 21);
+        let k = KnownValues::new(values.iter().map(|v| v.as_slice())).unwrap();
+        let KnownImp::Large(large) = &k.imp else {
+            panic!("a small set")
+        };
+        assert_eq!(large.tiers.len(), 2);
+        for t in &large.tiers {
+            for h in [&hay[..], &hay[..hay.len() - 5], &hay[..1000], &hay[..130]] {
+                let (mut wide, mut scalar) = (Vec::new(), Vec::new());
+                t.for_each(h, large, &mut |a, b| wide.push((a, b)));
+                match t.key_len {
+                    8 => t.scan::<8, false>(h, large, &mut |a, b| scalar.push((a, b))),
+                    _ => t.scan::<4, false>(h, large, &mut |a, b| scalar.push((a, b))),
+                }
+                assert_eq!(wide, scalar, "key {} stride {}", t.key_len, t.stride);
+                assert!(h.len() < 1000 || !wide.is_empty());
+            }
+        }
+    }
+
+    /// Every occurrence is found, at every alignment against the sampling stride, for short
+    /// and long forms alike.
     #[test]
     fn sampled_filter_finds_every_occurrence() {
         let mut values: Vec<Vec<u8>> = (0..200)

@@ -215,7 +215,10 @@ mod avx512 {
                     }
                 };
                 for (k, xk) in x.iter_mut().enumerate() {
-                    *xk = _mm512_maskz_loadu_epi8(upto(i + k), ptr.add(i + k) as *const i8);
+                    // (`wrapping_add`: the address may lie past the end; the mask then
+                    // loads nothing from it.)
+                    *xk =
+                        _mm512_maskz_loadu_epi8(upto(i + k), ptr.wrapping_add(i + k) as *const i8);
                 }
                 upto(i)
             };
@@ -309,8 +312,9 @@ mod tests {
 
     #[test]
     fn many_anchors_fill_every_table_set() {
-        // 300 anchors: 8 sets; 40 and 20: 4 and 2 sets.
-        for count in [3usize, 20, 40, 300] {
+        // `PER_BUCKET` anchors per bucket, eight buckets per set: 1, 1, 2, 3, 5, 6, 7 and
+        // 8 sets.
+        for count in [3usize, 20, 40, 50, 100, 130, 160, 300] {
             let a: Vec<Vec<u8>> = (0..count)
                 .map(|i| {
                     format!(

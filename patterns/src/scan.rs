@@ -261,9 +261,10 @@ fn keyword_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
     }
     let mut lower = std::mem::take(&mut scratch.lower_buf);
     crate::anchor::lowercase_into(v, &mut lower);
-    // The line of the last confirmed keyword: hits come in order within a pass (a new pass
-    // starts over from the top), and most anchor hits confirm no keyword, so bounds are
-    // found only for those that do.
+    // The line of the last confirmed keyword: hits come nearly in order within a pass (a new
+    // pass starts over from the top; the one pass orders them by 64-byte block only, and a
+    // line is recomputed when a hit falls outside it), and most anchor hits confirm no
+    // keyword, so bounds are found only for those that do.
     let mut line = (0usize, 0usize);
     let every = search.reports_every_occurrence();
     search.for_each_pass(&lower, |a, start| {

@@ -157,7 +157,9 @@ trait Bits:
     + std::ops::BitOr<Output = Self>
     + std::ops::Not<Output = Self>
 {
+    /// Shift right by `k` < 64 (all the cores' shifts are).
     fn shr(self, k: u32) -> Self;
+    /// Shift left by `k` < 64.
     fn shl(self, k: u32) -> Self;
     /// Whether any bit is set (used only to skip work: may say true when none is).
     fn any(self) -> bool;
@@ -634,7 +636,10 @@ mod tests {
 
     #[test]
     fn cores_find_shapes_across_block_edges() {
-        for pad in [0usize, 1, 50, 57, 60, 63, 64, 120] {
+        // (Pads from 500 put the shape across byte 512, where eight-block groups meet.)
+        for pad in [
+            0usize, 1, 50, 57, 60, 63, 64, 120, 500, 503, 505, 508, 511, 512, 570,
+        ] {
             let mut hay = vec![b'x'; pad];
             hay.extend_from_slice(b" 715-26-5211 ");
             // The separator before "26-5211"; "15-2652" is not a core.
@@ -673,7 +678,7 @@ mod tests {
     fn simd_classes_equal_scalar_classes() {
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         let alphabet = b"0123456789-. +_SKabcfgAZ9xy\n\x1b\x80\xff";
-        for len in [0usize, 1, 63, 64, 65, 200, 1000] {
+        for len in [0usize, 1, 63, 64, 65, 200, 600, 1000, 1100] {
             let hay: Vec<u8> = (0..len)
                 .map(|_| {
                     x ^= x << 13;

@@ -365,10 +365,10 @@ fn write_all_slices<'a, W: Write>(
 }
 
 /// One thread, the stream at a line start outside a key block: a block whose lines do not
-/// change the stream's state is redacted as one
-/// part, so that its clean text goes out straight from the input buffer like the parallel
-/// chunks', instead of being copied into the output first (that copy was ~3% of a
-/// one-thread run). Returns how much of the block that covers: all of it, or nothing.
+/// change the stream's state is redacted as one part, so that its clean text goes out
+/// straight from the input buffer like the parallel chunks', instead of being copied into
+/// the output first (that copy was ~3% of a one-thread run). Returns how much of the block
+/// that covers: all of it, or nothing.
 fn single(
     redactor: &Redactor,
     stream: &mut Stream,

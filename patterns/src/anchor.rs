@@ -183,7 +183,7 @@ pub(crate) fn choose(keywords: &[String], one_pass: bool) -> Anchors {
     // Four bytes are more selective; three bytes are shared by more keywords. One Teddy
     // pass handles GROUP anchors, so take the longest length that fits in the fewest passes.
     // The one-pass search costs little per anchor: four bytes (with the built-in packs and
-    // 200 vendor rules, 176 anchors rather than 107, and half the hits in CI logs).
+    // 200 vendor rules, 176 anchors rather than 107, and half the hits on the bench log).
     let four = choose_len(keywords, 4);
     if one_pass || four.anchors.len() <= GROUP {
         return four;

@@ -467,11 +467,29 @@ impl Tier {
         let mut fresh = [(0usize, 0usize, 0u32); PASSED];
         let mut ready = [(0usize, 0usize, 0u32); PASSED];
         let (mut nf, mut nr) = (0, 0);
+        // Position `p`, whose key's word `w` passed the filter, with fingerprint `fp`:
+        // deferred, or checked at once when this step's deferral slots are full.
+        macro_rules! passed {
+            ($p:expr, $w:expr, $fp:expr) => {{
+                let (p, w, fp) = ($p, $w, $fp);
+                if nf < PASSED {
+                    prefetch(&self.starts[w]);
+                    fresh[nf] = (p, w, fp);
+                    nf += 1;
+                } else {
+                    self.candidates(hay, p, w, fp, large, f);
+                }
+            }};
+        }
         // The hashes of the positions from `look` to `fetch`, by sample number.
         let mut ring = [0u64; RING];
         let (mut li, mut fi) = (0usize, 0usize);
         #[cfg(target_arch = "x86_64")]
-        let picks = wide::picks(self.stride);
+        let picks = if WIDE {
+            wide::picks(self.stride)
+        } else {
+            [0; 64]
+        };
         while look < last {
             for &(p, w, fp) in &ready[..nr] {
                 self.candidates(hay, p, w, fp, large, f);
@@ -515,15 +533,8 @@ impl Tier {
                     for j in 0..8 {
                         let w = words[j] as usize;
                         if self.words[w] & bits[j] == bits[j] {
-                            let p = look + j * self.stride;
                             let fp = fingerprint(ring[(li + j) % RING]);
-                            if nf < PASSED {
-                                prefetch(&self.starts[w]);
-                                fresh[nf] = (p, w, fp);
-                                nf += 1;
-                            } else {
-                                self.candidates(hay, p, w, fp, large, f);
-                            }
+                            passed!(look + j * self.stride, w, fp);
                         }
                     }
                     look += 8 * self.stride;
@@ -533,13 +544,7 @@ impl Tier {
             while look < end {
                 let (w, bits, h) = place(ring[li % RING], nwords);
                 if self.words[w] & bits == bits {
-                    if nf < PASSED {
-                        prefetch(&self.starts[w]);
-                        fresh[nf] = (look, w, fingerprint(h));
-                        nf += 1;
-                    } else {
-                        self.candidates(hay, look, w, fingerprint(h), large, f);
-                    }
+                    passed!(look, w, fingerprint(h));
                 }
                 look += self.stride;
                 li += 1;
@@ -598,10 +603,7 @@ mod wide {
     use std::arch::x86_64::*;
 
     pub(super) fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vbmi")
+        has_avx512!("avx512dq", "avx512vbmi")
     }
 
     /// Byte indices into 128 loaded bytes: lane `j` takes the 8 bytes at `j × stride` (a

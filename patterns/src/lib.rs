@@ -11,6 +11,17 @@
 //! ```
 #![deny(missing_docs)]
 
+/// Whether this x86-64 CPU has AVX-512 F and BW and the named extensions: the run-time
+/// check of each AVX-512 path (each falls back to AVX2, Teddy or scalar code without them).
+#[cfg(target_arch = "x86_64")]
+macro_rules! has_avx512 {
+    ($($ext:tt),*) => {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            $(&& std::arch::is_x86_feature_detected!($ext))*
+    };
+}
+
 mod anchor;
 mod compile;
 mod error;

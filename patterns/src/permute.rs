@@ -45,9 +45,7 @@ pub(crate) struct Permute {
 pub(crate) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vbmi")
+        has_avx512!("avx512vbmi")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -60,10 +58,6 @@ impl Permute {
     /// bucket, so a bucket's tables admit few byte combinations that no anchor has.
     pub(crate) fn new(anchors: &[Vec<u8>]) -> Permute {
         let sets = anchors.len().div_ceil(BITS * PER_BUCKET).clamp(1, MAX_SETS);
-        Permute::with_sets(anchors, sets)
-    }
-
-    fn with_sets(anchors: &[Vec<u8>], sets: usize) -> Permute {
         let nb = sets * BITS;
         let mut order: Vec<u32> = (0..anchors.len() as u32).collect();
         order.sort_by(|&a, &b| anchors[a as usize].cmp(&anchors[b as usize]));
@@ -339,14 +333,19 @@ mod tests {
         }
     }
 
-    /// Every built-in rule's examples, and a few glued anchors, with all packs on.
-    fn example_pieces() -> Vec<String> {
+    /// A builder with every built-in pack on.
+    fn all_packs() -> crate::RedactorBuilder {
         let mut b = crate::RedactorBuilder::new();
         let names: Vec<String> = b.packs().iter().map(|p| p.name.clone()).collect();
         for n in &names {
             b.enable_pack(n).unwrap();
         }
-        let mut v: Vec<String> = b
+        b
+    }
+
+    /// Every built-in rule's examples, and a few glued anchors.
+    fn example_pieces() -> Vec<String> {
+        let mut v: Vec<String> = all_packs()
             .selected_rules()
             .unwrap()
             .into_iter()
@@ -393,11 +392,7 @@ mod tests {
                 hay.push(if i % 3 == 0 { '\n' } else { ' ' });
             }
             let build = |one_pass: bool| {
-                let mut b = crate::RedactorBuilder::new();
-                let names: Vec<String> = b.packs().iter().map(|p| p.name.clone()).collect();
-                for n in &names {
-                    b.enable_pack(n).unwrap();
-                }
+                let mut b = all_packs();
                 b.one_pass = one_pass;
                 b.build().unwrap()
             };

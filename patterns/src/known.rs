@@ -109,7 +109,7 @@ impl FormBuf {
             }
             if !self.ranges[same_len_from..kept]
                 .iter()
-                .any(|&k| get(k) == get(r))
+                .any(|&k| bytes[k.0 as usize] == bytes[r.0 as usize] && get(k) == get(r))
             {
                 self.ranges[kept] = r;
                 kept += 1;
@@ -294,10 +294,16 @@ struct Tier {
     starts: Vec<u32>,
     /// Which bytes occur in no indexed key (see [`Alphabet`]).
     alphabet: Alphabet,
-    /// `fingerprint << 32 | form index << OFF_BITS | offset of the key in the form`, grouped
-    /// by bucket. The key's fingerprint rejects a filter false positive without loading the
-    /// form (a cache miss each, which made the comparisons a tenth of the 10k-value run).
-    items: Vec<u64>,
+    /// `fingerprint << fp_shift | form index << OFF_BITS | offset of the key in the form`,
+    /// grouped by bucket. The key's fingerprint rejects a filter false positive without
+    /// loading the form (a cache miss each, which made the comparisons a tenth of the
+    /// 10k-value run). Eight bits do that for all but 1 in 64 of a pass's ~4 items; 32 made
+    /// this array twice the size (8.5 MB with 10k values), filled at start-up a cache miss
+    /// and a page fault at a time.
+    items: Vec<u32>,
+    /// Where the fingerprint starts: above the largest form index, at bit 24 or higher, so
+    /// that up to 2^19 forms (~50k values) keep all 8 bits and 2^27 forms none.
+    fp_shift: u32,
     forms: Vec<Form>,
 }
 
@@ -308,6 +314,8 @@ const OFF_BITS: u32 = 5;
 const _: () = assert!(MAX_STRIDE <= 1 << OFF_BITS);
 /// Forms per tier, so that `form << OFF_BITS` fits in a `u32`.
 const TIER_FORMS: usize = 1 << (32 - OFF_BITS);
+/// Bits of a fingerprint (see [`fingerprint`], [`Tier::items`]).
+const FP_BITS: u32 = 8;
 /// Forms shorter than this get their own tier with 4-byte keys (they would force a short
 /// stride on all the others).
 const LONG_FORM: usize = 15;
@@ -357,11 +365,18 @@ fn place(h: u64, nwords: u64) -> (usize, u64, u64) {
     (word as usize, bits, h)
 }
 
-/// A key's 32-bit fingerprint, from its [`probe`] hash. (Its bucket is its filter word.)
+/// A key's fingerprint ([`FP_BITS`] bits), from its [`probe`] hash. (Its bucket is its
+/// filter word.)
 #[inline(always)]
 fn fingerprint(h: u64) -> u32 {
     let g = (h ^ (h >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    (g >> 16) as u32
+    (g >> (64 - FP_BITS)) as u32
+}
+
+/// The top bits of fingerprint `fp` that fit above bit `shift` of an item, in place.
+#[inline(always)]
+fn fp_field(fp: u32, shift: u32) -> u32 {
+    ((fp as u64) >> (shift - (32 - FP_BITS)) << shift) as u32
 }
 
 /// The bytes no indexed key contains. A sampled position whose key holds one cannot start an
@@ -446,12 +461,14 @@ impl Tier {
         }
         // Hashed again rather than kept: the keys' buckets and fingerprints would be a
         // temporary array as large as `items` at the start-up's peak.
-        let mut items = vec![0u64; forms.len() * stride];
+        let mut items = vec![0u32; forms.len() * stride];
+        let fp_shift =
+            (OFF_BITS + usize::BITS - (forms.len().max(1) - 1).leading_zeros()).max(32 - FP_BITS);
         for (fi, f) in forms.iter().enumerate() {
             for (off, (w, _, h)) in hashes(f).enumerate() {
                 starts[w] -= 1;
                 items[starts[w] as usize] =
-                    (fingerprint(h) as u64) << 32 | ((fi as u32) << OFF_BITS | off as u32) as u64;
+                    fp_field(fingerprint(h), fp_shift) | (fi as u32) << OFF_BITS | off as u32;
             }
         }
         let alphabet = Alphabet::new(&forms, stride - 1 + key_len, arena, &words);
@@ -462,6 +479,7 @@ impl Tier {
             starts,
             alphabet,
             items,
+            fp_shift,
             forms,
         }
     }
@@ -631,11 +649,13 @@ impl Tier {
             self.starts[bucket] as usize,
             self.starts[bucket + 1] as usize,
         );
+        let below = ((1u64 << self.fp_shift) - 1) as u32;
+        let fp = fp_field(fp, self.fp_shift);
         for &item in &self.items[lo..hi] {
-            if (item >> 32) as u32 != fp {
+            if item & !below != fp {
                 continue;
             }
-            let item = item as u32;
+            let item = item & below;
             let off = (item & ((1 << OFF_BITS) - 1)) as usize;
             let Some(start) = p.checked_sub(off) else {
                 continue;
@@ -796,9 +816,13 @@ impl KnownValues {
         values.sort_unstable();
         values.dedup();
         let mut fb = FormBuf::default();
-        let mut arena = Vec::new();
-        let mut forms: Vec<Form> = Vec::new();
-        let mut exts: Vec<(u32, u32)> = Vec::new();
+        // Sized for the usual forms up front (base64 six times, hex twice, URL escapes), so
+        // that 10k values do not copy these arrays as they grow; untouched capacity costs no
+        // memory.
+        let total: usize = values.iter().map(|v| v.len()).sum();
+        let mut arena = Vec::with_capacity(total * 14);
+        let mut forms: Vec<Form> = Vec::with_capacity(values.len() * 10);
+        let mut exts: Vec<(u32, u32)> = Vec::with_capacity(values.len() * 3);
         // Per value: (indexed form, suffix range) pairs, grouped by form before storing.
         let mut pending: Vec<(usize, (u32, u32))> = Vec::new();
         for v in values {
@@ -812,8 +836,11 @@ impl KnownValues {
                     continue;
                 }
                 let start = arena.len() as u32;
-                let prefix =
-                    (first..forms.len()).find(|&j| bytes.starts_with(forms[j].bytes(&arena)));
+                // (The first bytes compared inline: most forms differ there.)
+                let prefix = (first..forms.len()).find(|&j| {
+                    let f = forms[j].bytes(&arena);
+                    f[0] == bytes[0] && bytes.starts_with(f)
+                });
                 match prefix {
                     Some(j) => {
                         let skip = (forms[j].end - forms[j].start) as usize;
@@ -865,9 +892,11 @@ impl KnownValues {
             .into_iter()
             .partition(|f| (f.end - f.start) as usize >= LONG_FORM);
         let mut tiers = Vec::new();
-        for (set, key_len) in [(short, 4), (long, 8)] {
-            for chunk in set.chunks(TIER_FORMS) {
-                tiers.push(Tier::new(chunk.to_vec(), key_len, &arena));
+        for (mut set, key_len) in [(short, 4), (long, 8)] {
+            while !set.is_empty() {
+                let rest = set.split_off(set.len().min(TIER_FORMS));
+                tiers.push(Tier::new(set, key_len, &arena));
+                set = rest;
             }
         }
         Some(KnownValues {
@@ -1085,6 +1114,40 @@ mod matcher_tests {
                 assert!(cover(&k, &hay)[3]);
             }
         }
+    }
+
+    /// A tier with more than 2^19 forms gives their indices the fingerprint's low bits and
+    /// still finds its last form; the fingerprint keeps what fits above them.
+    #[test]
+    fn large_tiers_keep_what_fits_of_the_fingerprint() {
+        assert_eq!(fp_field(0xAB, 24), 0xAB << 24);
+        assert_eq!(fp_field(0xAB, 26), (0xAB >> 2) << 26);
+        assert_eq!(fp_field(0xAB, 32), 0);
+        let arena = b"aaaaaaaaZYXWVUTS".to_vec();
+        let n = (1 << 20) + 3;
+        let mut forms = vec![
+            Form {
+                start: 0,
+                end: 8,
+                ext: (0, 0)
+            };
+            n - 1
+        ];
+        forms.push(Form {
+            start: 8,
+            end: 16,
+            ext: (0, 0),
+        });
+        let t = Tier::new(forms, 8, &arena);
+        assert_eq!((t.stride, t.fp_shift), (1, OFF_BITS + 21));
+        let large = Large {
+            tiers: Vec::new(),
+            arena,
+            exts: Vec::new(),
+        };
+        let mut got = Vec::new();
+        t.for_each(b"..ZYXWVUTS..", &large, &mut |a, b| got.push((a, b)));
+        assert_eq!(got, [(2, 10)]);
     }
 
     /// Every occurrence is found, at every alignment against the sampling stride, for short

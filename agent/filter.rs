@@ -326,7 +326,7 @@ impl Part {
         redactor: &Redactor,
         scratch: &mut Scratch,
         block: &[u8],
-        inband: Option<&KnownValues>,
+        inband: &[KnownValues],
     ) {
         let text = &block[self.text.clone()];
         self.counts.0.fill(0);

@@ -129,13 +129,13 @@ impl Redactor {
 
     /// Redacts a buffer of whole lines (each ending in `\n`, except possibly the last) into
     /// `out`, adding to `counts`. Stateless: no key-block tracking and no in-band masks; the
-    /// streaming [`crate::Stream`] adds those. `extra_known` is a second set of known values
+    /// streaming [`crate::Stream`] adds those. `extra_known` are more sets of known values
     /// (values registered in-band).
     pub fn redact_lines(
         &self,
         scratch: &mut Scratch,
         lines: &[u8],
-        extra_known: Option<&KnownValues>,
+        extra_known: &[KnownValues],
         out: &mut Vec<u8>,
         counts: &mut Counts,
     ) {
@@ -159,7 +159,7 @@ impl Redactor {
         &self,
         scratch: &mut Scratch,
         lines: &[u8],
-        extra_known: Option<&KnownValues>,
+        extra_known: &[KnownValues],
         plan: &mut Plan,
         counts: &mut Counts,
     ) {
@@ -191,7 +191,7 @@ impl Redactor {
         &self,
         scratch: &mut Scratch,
         hay: &[u8],
-        extra_known: Option<&KnownValues>,
+        extra_known: &[KnownValues],
     ) {
         let inner = &*self.inner;
         let mut view_buf = std::mem::take(&mut scratch.view_buf);

@@ -154,9 +154,9 @@ proptest! {
         let mut scratch = r.scratch();
         let mut counts = Counts::default();
         let mut bytes = Vec::new();
-        r.redact_lines(&mut scratch, lines, None, &mut bytes, &mut counts);
+        r.redact_lines(&mut scratch, lines, &[], &mut bytes, &mut counts);
         let mut plan = Plan::default();
-        r.redact_lines_plan(&mut scratch, lines, None, &mut plan, &mut counts);
+        r.redact_lines_plan(&mut scratch, lines, &[], &mut plan, &mut counts);
         let pieced: Vec<u8> = plan.slices(lines).flatten().copied().collect();
         prop_assert_eq!(String::from_utf8_lossy(&pieced), String::from_utf8_lossy(&bytes));
     }

@@ -56,6 +56,9 @@ pub struct RedactorBuilder {
     builtins_error: Option<String>,
     /// Off only in tests that compare the shape scanner with the DFA it replaces.
     pub(crate) shapes: bool,
+    /// The `email` rule's check around each `@` (see [`crate::at_sign`]); off only in tests
+    /// that compare with searching around every `@`.
+    pub(crate) at_sign: bool,
     /// Take the `secret` group's span from the match's edges where the pattern allows
     /// (see [`crate::frame`]); off only in tests that compare with the capture engine.
     pub(crate) frames: bool,
@@ -87,6 +90,7 @@ impl RedactorBuilder {
             max_line: DEFAULT_MAX_LINE,
             builtins_error,
             shapes: true,
+            at_sign: true,
             frames: true,
             one_pass: true,
         }
@@ -237,7 +241,7 @@ impl RedactorBuilder {
         let mut structural_rules: Vec<u32> = Vec::new();
         let mut shaped_rules: Vec<u32> = Vec::new();
         let (mut shape_cores, mut shape_reach) = (0u16, 0usize);
-        let mut byte_rules: Vec<(u8, u32)> = Vec::new();
+        let mut byte_rules: Vec<(u8, u32, bool)> = Vec::new();
         for (i, r) in rules.iter().enumerate() {
             // Built-in rules with a shape core are found by the shape scanner, keywords or not.
             let cores = crate::shape::cores_for(&r.def.id, &r.def.regex);
@@ -249,7 +253,8 @@ impl RedactorBuilder {
             }
             if r.def.keywords.is_empty() {
                 if let Some(b) = r.rare_byte {
-                    byte_rules.push((b, i as u32));
+                    let email = self.at_sign && crate::at_sign::applies(&r.def.id, &r.def.regex);
+                    byte_rules.push((b, i as u32, email));
                     continue;
                 }
                 structural_rules.push(i as u32);
@@ -570,8 +575,10 @@ pub(crate) struct Inner {
     /// Built-in rules searched only around their shapes (see [`crate::shape`]), keywords or
     /// not.
     pub(crate) shaped: Option<Shaped>,
-    /// Keywordless rules whose every match contains a rare byte: searched only around it.
-    pub(crate) byte_rules: Vec<(u8, u32)>,
+    /// Keywordless rules whose every match contains a rare byte: searched only around it;
+    /// the flag marks the `email` rule, searched only around an `@` that passes
+    /// [`crate::at_sign::email_may_match`].
+    pub(crate) byte_rules: Vec<(u8, u32, bool)>,
     pub(crate) known: Option<KnownValues>,
     pub(crate) mask: MaskStyle,
     pub(crate) known_id: usize,

@@ -23,6 +23,7 @@ macro_rules! has_avx512 {
 }
 
 mod anchor;
+mod at_sign;
 mod compile;
 mod error;
 mod frame;

@@ -66,7 +66,7 @@ const COVERED: &[(&str, u16)] = &[
 /// The regex of built-in rule `id`, read from its pack's text (`id = "…"`, then the rule's
 /// `regex = '''…'''` line) rather than by parsing every pack again at start-up. A pack written
 /// another way yields `None`: the rule stays on the DFA path, and the coverage test fails.
-fn builtin_regex(id: &str) -> Option<&'static str> {
+pub(crate) fn builtin_regex(id: &str) -> Option<&'static str> {
     let key = format!("\nid = \"{id}\"\n");
     crate::rule::BUILTIN_PACKS.iter().find_map(|(_, text)| {
         let at = text.find(&key)? + key.len();

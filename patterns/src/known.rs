@@ -60,24 +60,33 @@ impl FormBuf {
         self.bytes.clear();
         self.ranges.clear();
         self.push(value);
-        // One padded encoding per alphabet and alignment gives both base64 forms.
-        for padded in [&general_purpose::STANDARD, &general_purpose::URL_SAFE] {
-            for k in 0..3usize {
-                self.tmp.clear();
-                self.tmp.resize(k, 0);
-                self.tmp.extend_from_slice(value);
-                let n = self.tmp.len();
-                let mut enc = std::mem::take(&mut self.enc);
-                enc.clear();
-                // (Appending to a String cannot fail, unlike encoding into a sized slice.)
-                padded.encode_string(&self.tmp, &mut enc);
-                let (aligned, tail) = base64_forms(enc.as_bytes(), k, n);
-                self.push(aligned);
-                // The value at the very end of the encoded data: its last characters and
-                // the padding are determined too (the usual `echo $SECRET | base64` case).
-                self.push(tail);
-                self.enc = enc;
+        // One padded encoding per alignment gives both base64 forms, and the URL-safe
+        // alphabet's by translating its two characters (when the encoding has them: else the
+        // forms are the same).
+        for k in 0..3usize {
+            self.tmp.clear();
+            self.tmp.resize(k, 0);
+            self.tmp.extend_from_slice(value);
+            let n = self.tmp.len();
+            let mut enc = std::mem::take(&mut self.enc);
+            enc.clear();
+            // (Appending to a String cannot fail, unlike encoding into a sized slice.)
+            general_purpose::STANDARD.encode_string(&self.tmp, &mut enc);
+            let (aligned, tail) = base64_forms(enc.as_bytes(), k, n);
+            self.push(aligned);
+            // The value at the very end of the encoded data: its last characters and the
+            // padding are determined too (the usual `echo $SECRET | base64` case).
+            self.push(tail);
+            if enc.bytes().any(|b| b == b'+' || b == b'/') {
+                let url_safe = |b: u8| match b {
+                    b'+' => b'-',
+                    b'/' => b'_',
+                    b => b,
+                };
+                self.push_with(|o| o.extend(aligned.iter().map(|&b| url_safe(b))));
+                self.push_with(|o| o.extend(tail.iter().map(|&b| url_safe(b))));
             }
+            self.enc = enc;
         }
         // URL and JSON escaping leave most values as they are: then they are the raw form.
         if !value.iter().all(|&b| url_unreserved(b)) {
@@ -893,9 +902,13 @@ impl KnownValues {
                 });
             }
         }
-        let (long, short): (Vec<Form>, Vec<Form>) = forms
-            .into_iter()
-            .partition(|f| (f.end - f.start) as usize >= LONG_FORM);
+        let is_long = |f: &Form| (f.end - f.start) as usize >= LONG_FORM;
+        // (Without copying the forms when all are long, as with most tokens.)
+        let (long, short): (Vec<Form>, Vec<Form>) = if forms.iter().all(is_long) {
+            (forms, Vec::new())
+        } else {
+            forms.into_iter().partition(is_long)
+        };
         let mut tiers = Vec::new();
         for (mut set, key_len) in [(short, 4), (long, 8)] {
             while !set.is_empty() {

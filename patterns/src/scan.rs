@@ -26,7 +26,9 @@ pub struct Scratch {
     pub(crate) spans: Vec<Span>,
     pub(crate) view_buf: Vec<u8>,
     lower_buf: Vec<u8>,
-    caches: Vec<meta::Cache>,
+    /// Per rule, made on the rule's first search: most of 200 vendor rules never search a
+    /// given log, and making every cache up front was a tenth of such a start-up.
+    caches: Vec<Option<meta::Cache>>,
     captures: Vec<Option<Captures>>,
     structural_cache: Option<meta::Cache>,
     shaped_cache: Option<meta::Cache>,
@@ -109,7 +111,7 @@ impl Redactor {
             spans: Vec::new(),
             view_buf: Vec::new(),
             lower_buf: Vec::new(),
-            caches: inner.rules.iter().map(|r| r.regex.create_cache()).collect(),
+            caches: inner.rules.iter().map(|_| None).collect(),
             captures: inner
                 .rules
                 .iter()
@@ -381,6 +383,16 @@ fn schedule(inner: &Inner, scratch: &mut Scratch, v: &[u8], ri: u32, a: usize, b
     }
 }
 
+/// Rule `ri`'s cache, made on first use.
+#[inline(always)]
+fn cache_of<'s>(
+    caches: &'s mut [Option<meta::Cache>],
+    rule: &CompiledRule,
+    ri: u32,
+) -> &'s mut meta::Cache {
+    caches[ri as usize].get_or_insert_with(|| rule.regex.create_cache())
+}
+
 /// One anchored attempt of `rule` at `at` (its matches always start with a keyword).
 fn anchored_rule(
     rule: &CompiledRule,
@@ -391,7 +403,7 @@ fn anchored_rule(
     end: usize,
 ) {
     let input = Input::new(v).range(at..end).anchored(Anchored::Yes);
-    let cache = &mut scratch.caches[ri as usize];
+    let cache = cache_of(&mut scratch.caches, rule, ri);
     // Most attempts fail within a few bytes: decide that with the DFA alone, and pay for
     // capture groups only on a real match.
     let Some(m) = rule.regex.search_with(cache, &input) else {
@@ -406,7 +418,7 @@ fn search_rule(ri: u32, rule: &CompiledRule, scratch: &mut Scratch, v: &[u8], a:
     let mut input = Input::new(v).range(a..b);
     while let Some(found) = rule
         .regex
-        .search_with(&mut scratch.caches[ri as usize], &input)
+        .search_with(cache_of(&mut scratch.caches, rule, ri), &input)
     {
         let ms = found.start();
         // Resume after the masked part (a rule may check the byte after its value, which can
@@ -548,7 +560,7 @@ fn structural_candidate(
     let input = Input::new(v).range(start..end).anchored(Anchored::Yes);
     let m = rule
         .regex
-        .search_with(&mut scratch.caches[ri as usize], &input)?;
+        .search_with(cache_of(&mut scratch.caches, rule, ri), &input)?;
     // The caller resumes after the masked part, not the whole match: a rule that checks the
     // byte after its value must not hide a value that starts right after that byte.
     record(rule, ri, scratch, v, m.start(), m.end())
@@ -575,8 +587,8 @@ fn record(
         match (&mut scratch.captures[ri as usize], rule.secret_group) {
             (Some(caps), Some(g)) => {
                 let exact = Input::new(v).range(ms..me).anchored(Anchored::Yes);
-                rule.regex
-                    .search_captures_with(&mut scratch.caches[ri as usize], &exact, caps);
+                let cache = cache_of(&mut scratch.caches, rule, ri);
+                rule.regex.search_captures_with(cache, &exact, caps);
                 let s = caps.get_group(g)?;
                 (s.start, s.end)
             }

@@ -213,9 +213,10 @@ fn cmd_filter(redact: &RedactOpts, threads: Option<usize>, stats: bool) -> ExitC
                 print_stats(&r, &s.counts, Some(s.lines));
                 if s.inband_refused > 0 {
                     eprintln!(
-                        "logveil: {} ::add-mask:: values shorter than {} bytes (or past {} MiB of values) were masked on their line but not registered",
+                        "logveil: {} ::add-mask:: values shorter than {} bytes (or past {} values or {} MiB of values) were masked on their line but not registered",
                         s.inband_refused,
                         logveil_patterns::MIN_KNOWN_LEN,
+                        logveil_patterns::MAX_INBAND_VALUES,
                         logveil_patterns::MAX_KNOWN_BYTES >> 20
                     );
                 }

@@ -241,7 +241,8 @@ pub fn run<R: Read + AsRawFd, W: Write>(
 /// Redacts what can be redacted now; returns how many trailing bytes of `data` it left for
 /// the next round. A partial last line stays in our buffer rather than in the stream, so
 /// the stream stays at a line start and the next big block can go parallel; only a line
-/// that fills the whole buffer goes to the stream, which redacts it in windows.
+/// that fills the whole buffer goes to the stream, which holds it until its end (redacting
+/// it in windows once it passes the window size).
 ///
 /// Output goes to `out`, then (when `parts.done` > 0) to the parts and then `parts.tail`,
 /// in that order.

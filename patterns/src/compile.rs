@@ -253,7 +253,9 @@ impl RedactorBuilder {
             }
             if r.def.keywords.is_empty() {
                 if let Some(b) = r.rare_byte {
-                    let email = self.at_sign && crate::at_sign::applies(&r.def.id, &r.def.regex);
+                    let email = self.at_sign
+                        && b == b'@'
+                        && crate::at_sign::applies(&r.def.id, &r.def.regex);
                     byte_rules.push((b, i as u32, email));
                     continue;
                 }

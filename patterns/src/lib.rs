@@ -47,4 +47,4 @@ pub use known::{encoded_forms, KnownValues, MIN_KNOWN_LEN};
 pub use mask::{MaskStyle, PseudonymKey};
 pub use rule::Category;
 pub use scan::{Counts, Piece, Plan, Scratch};
-pub use stream::Stream;
+pub use stream::{Stream, MAX_INBAND_VALUES};

@@ -36,8 +36,8 @@ static FIND_KEY: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(PRIVATE_KEY));
 /// A key body longer than this many lines is not a key; stop masking.
 const MAX_KEY_LINES: u32 = 1000;
-/// Cap on in-band registrations, so a hostile log cannot grow the automaton without bound.
-const MAX_INBAND_VALUES: usize = 10_000;
+/// Cap on in-band registrations, so a hostile log cannot grow the matchers without bound.
+pub const MAX_INBAND_VALUES: usize = 10_000;
 
 /// Per-stream state around a shared [`Redactor`]: line assembly, key-block tracking, in-band
 /// masks and counters. One per input stream (a pipe, a file, a child's stderr).
@@ -113,8 +113,9 @@ impl Stream {
         &self.r
     }
 
-    /// In-band `::add-mask::` values refused as too short, or past the bytes a value set may
-    /// hold (each was still masked on its own line, but not registered).
+    /// In-band `::add-mask::` values refused as too short, past [`MAX_INBAND_VALUES`] or past
+    /// the bytes a value set may hold (each was still masked on its own line, but not
+    /// registered).
     pub fn inband_refused(&self) -> u64 {
         self.inband_refused
     }
@@ -426,9 +427,9 @@ impl Stream {
         }
     }
 
-    /// Registers an in-band value; false when it would take the values past the bytes a
-    /// value set may hold ([`crate::MAX_KNOWN_BYTES`], as for values given at start-up: their forms
-    /// are indexed with 32-bit offsets).
+    /// Registers an in-band value; false when it would take the values past
+    /// [`MAX_INBAND_VALUES`] or past the bytes a value set may hold ([`crate::MAX_KNOWN_BYTES`],
+    /// as for values given at start-up: their forms are indexed with 32-bit offsets).
     ///
     /// The values are indexed in runs whose lengths are distinct powers of two, longest
     /// first, like the bits of a binary counter: a new value forms a run of one, which merges
@@ -437,8 +438,11 @@ impl Stream {
     /// matchers. (One matcher rebuilt over all values at every registration made 3000
     /// `::add-mask::` lines take 6.5 s.)
     fn register(&mut self, value: &[u8]) -> bool {
-        if self.inband.len() >= MAX_INBAND_VALUES || self.inband.iter().any(|v| v == value) {
+        if self.inband.iter().any(|v| v == value) {
             return true;
+        }
+        if self.inband.len() >= MAX_INBAND_VALUES {
+            return false;
         }
         let bytes: usize = self.inband.iter().map(Vec::len).sum();
         if bytes + value.len() > self.inband_budget || !known_bytes_fit(bytes + value.len()) {
@@ -446,20 +450,22 @@ impl Stream {
         }
         self.inband.push(value.to_vec());
         self.inband_overlap = self.inband_overlap.max(longest_form(value.len()) + 8);
-        let mut start = self.inband.len() - 1;
-        while let Some(&prev) = self.inband_starts.last() {
-            if start - prev > self.inband.len() - start {
-                break;
-            }
-            self.inband_starts.pop();
-            self.inband_sets.pop();
-            start = prev;
+        // The runs the new one absorbs: from `runs` on.
+        let (mut start, mut runs) = (self.inband.len() - 1, self.inband_starts.len());
+        while runs > 0 && start - self.inband_starts[runs - 1] <= self.inband.len() - start {
+            runs -= 1;
+            start = self.inband_starts[runs];
         }
-        // (Never `None`: registered values are at least `MIN_KNOWN_LEN` bytes long.)
-        if let Some(k) = KnownValues::new(self.inband[start..].iter().map(|v| v.as_slice())) {
-            self.inband_starts.push(start);
-            self.inband_sets.push(k);
-        }
+        // (`None` cannot happen, registered values being at least `MIN_KNOWN_LEN` bytes long;
+        // the runs are replaced only by a matcher that covers them.)
+        let Some(k) = KnownValues::new(self.inband[start..].iter().map(|v| v.as_slice())) else {
+            self.inband.pop();
+            return false;
+        };
+        self.inband_starts.truncate(runs);
+        self.inband_sets.truncate(runs);
+        self.inband_starts.push(start);
+        self.inband_sets.push(k);
         true
     }
 
@@ -566,6 +572,28 @@ mod tests {
             assert!(lines[1].contains("budget-secret-1"), "{out}");
             assert!(s.inband().is_empty());
         }
+    }
+
+    /// The value past the cap on in-band values is masked on its line and counted as
+    /// refused, not silently dropped.
+    #[test]
+    fn inband_values_past_the_cap_are_refused() {
+        let r = crate::RedactorBuilder::new().build().unwrap();
+        let mut s = r.stream();
+        // Stand in for values registered earlier (not indexed, to keep the test small).
+        s.inband = (0..super::MAX_INBAND_VALUES)
+            .map(|i| format!("earlier-{i:06}").into_bytes())
+            .collect();
+        let mut out = Vec::new();
+        s.push(b"::add-mask::cap-secret-1\nsay cap-secret-1\n", &mut out);
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(s.inband_refused(), 1);
+        assert!(!lines[0].contains("cap-secret-1"), "{out}");
+        assert!(lines[1].contains("cap-secret-1"), "{out}");
+        // A value registered before is not refused again.
+        s.push(b"::add-mask::earlier-000007\n", &mut Vec::new());
+        assert_eq!(s.inband_refused(), 1);
     }
 
     /// Values registered one by one are indexed in runs of distinct powers of two, longest

@@ -4,12 +4,21 @@
 //! Most `@` in a CI log are not in an address: action refs (`actions/checkout@v4`), image
 //! digests (`node@sha256:...`), package specs (`lodash@4.17.21`, `@types/node`). Searching
 //! the ~100 bytes around each of them ran the DFA forwards and then backwards to find where a
-//! match starts. On the bench log 85% of the `@` fail the two byte-class tests below, so
-//! their search is skipped.
+//! match starts. On the bench log 85% of the `@` fail the byte-class tests below, so their
+//! search is skipped.
 
-/// Whether built-in rule `id` with regex `regex` is the `email` rule this condition was
-/// derived from (a user's rule of the same name, or a changed pack, is searched as before).
-pub(crate) fn applies(id: &str, regex: &str) -> bool {
+/// A check of a rule's rare byte at `v[at]`, the region searched around it ending at `end`:
+/// false when no match of the rule can hold that byte.
+pub(crate) type RareCheck = fn(v: &[u8], at: usize, end: usize) -> bool;
+
+/// The check for rule `id` (regex `regex`, rare byte `rare`): [`email_may_match`] when this
+/// is the built-in `email` rule it was derived from around its `@` (a user's rule of the same
+/// name, or a changed pack, is searched around every rare byte as before).
+pub(crate) fn check_for(rare: u8, id: &str, regex: &str) -> Option<RareCheck> {
+    (rare == b'@' && applies(id, regex)).then_some(email_may_match as RareCheck)
+}
+
+fn applies(id: &str, regex: &str) -> bool {
     id == "email" && crate::shape::builtin_regex(id) == Some(regex)
 }
 
@@ -75,11 +84,11 @@ mod tests {
         // The domain must end by `end`.
         let s = b"x@example.com";
         assert!(!email_may_match(s, 1, 11) && email_may_match(s, 1, 12));
-        assert!(applies(
-            "email",
-            crate::shape::builtin_regex("email").unwrap()
-        ));
-        assert!(!applies("email", "[a-z]+@[a-z]+"));
+        let builtin = crate::shape::builtin_regex("email").unwrap();
+        assert!(check_for(b'@', "email", builtin).is_some());
+        assert!(check_for(b'.', "email", builtin).is_none());
+        assert!(check_for(b'@', "email", "[a-z]+@[a-z]+").is_none());
+        assert!(check_for(b'@', "mail", builtin).is_none());
     }
 
     /// Fragments of addresses and of the `@` texts a CI log holds, glued at random.
@@ -135,7 +144,10 @@ mod tests {
             let (with, without) = PAIR.get_or_init(|| {
                 let mut b = crate::RedactorBuilder::new();
                 b.at_sign = false;
-                (crate::RedactorBuilder::new().build().unwrap(), b.build().unwrap())
+                let pair = (crate::RedactorBuilder::new().build().unwrap(), b.build().unwrap());
+                let checked = |r: &crate::Redactor| r.inner.byte_rules.iter().any(|x| x.2.is_some());
+                assert!(checked(&pair.0) && !checked(&pair.1));
+                pair
             });
             let (a, ca) = with.redact_all(hay.as_bytes());
             let (b, cb) = without.redact_all(hay.as_bytes());

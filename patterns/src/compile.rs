@@ -241,7 +241,7 @@ impl RedactorBuilder {
         let mut structural_rules: Vec<u32> = Vec::new();
         let mut shaped_rules: Vec<u32> = Vec::new();
         let (mut shape_cores, mut shape_reach) = (0u16, 0usize);
-        let mut byte_rules: Vec<(u8, u32, bool)> = Vec::new();
+        let mut byte_rules = Vec::new();
         for (i, r) in rules.iter().enumerate() {
             // Built-in rules with a shape core are found by the shape scanner, keywords or not.
             let cores = crate::shape::cores_for(&r.def.id, &r.def.regex);
@@ -253,10 +253,9 @@ impl RedactorBuilder {
             }
             if r.def.keywords.is_empty() {
                 if let Some(b) = r.rare_byte {
-                    let email = self.at_sign
-                        && b == b'@'
-                        && crate::at_sign::applies(&r.def.id, &r.def.regex);
-                    byte_rules.push((b, i as u32, email));
+                    let check = crate::at_sign::check_for(b, &r.def.id, &r.def.regex)
+                        .filter(|_| self.at_sign);
+                    byte_rules.push((b, i as u32, check));
                     continue;
                 }
                 structural_rules.push(i as u32);
@@ -577,10 +576,9 @@ pub(crate) struct Inner {
     /// Built-in rules searched only around their shapes (see [`crate::shape`]), keywords or
     /// not.
     pub(crate) shaped: Option<Shaped>,
-    /// Keywordless rules whose every match contains a rare byte: searched only around it;
-    /// the flag marks the `email` rule, searched only around an `@` that passes
-    /// [`crate::at_sign::email_may_match`].
-    pub(crate) byte_rules: Vec<(u8, u32, bool)>,
+    /// Keywordless rules whose every match contains a rare byte: searched only around it,
+    /// where the rule's check (see [`crate::at_sign`]), if any, passes.
+    pub(crate) byte_rules: Vec<(u8, u32, Option<crate::at_sign::RareCheck>)>,
     pub(crate) known: Option<KnownValues>,
     pub(crate) mask: MaskStyle,
     pub(crate) known_id: usize,

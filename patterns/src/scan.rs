@@ -230,7 +230,7 @@ fn line_bounds(v: &[u8], at: usize) -> (usize, usize) {
 /// out of line (three calls per block) so profiles show each one's share.
 #[inline(never)]
 fn byte_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
-    for &(byte, ri, email) in &inner.byte_rules {
+    for &(byte, ri, check) in &inner.byte_rules {
         let rule = &inner.rules[ri as usize];
         let (back, reach) = (rule.before_rare, rule.max_len);
         let mut line = (0usize, 0usize);
@@ -238,7 +238,7 @@ fn byte_pass(inner: &Inner, scratch: &mut Scratch, v: &[u8]) {
             let line = line_of(v, &mut line, p);
             let a = p.saturating_sub(back).max(line.0);
             let b = (p + 1 + reach).min(line.1);
-            if email && !crate::at_sign::email_may_match(v, p, b) {
+            if check.is_some_and(|may_match| !may_match(v, p, b)) {
                 continue;
             }
             schedule(inner, scratch, v, ri, a, b);

@@ -304,11 +304,11 @@ struct Tier {
     /// Which bytes occur in no indexed key (see [`Alphabet`]).
     alphabet: Alphabet,
     /// The fingerprint's top bits that fit above `fp_shift` ([`fp_field`]), then `form index
-    /// << OFF_BITS | offset of the key in the form`, grouped by bucket. The key's fingerprint rejects a filter false positive without
-    /// loading the form (a cache miss each, which made the comparisons a tenth of the
-    /// 10k-value run). Eight bits do that for all but 1 in 64 of a pass's ~4 items; 32 made
-    /// this array twice the size (8.5 MB with 10k values), filled at start-up a cache miss
-    /// and a page fault at a time.
+    /// << OFF_BITS | offset of the key in the form`, grouped by bucket. The key's fingerprint
+    /// rejects a filter false positive without loading the form (a cache miss each, which
+    /// made the comparisons a tenth of the 10k-value run). Eight bits do that for all but 1
+    /// in 64 of a pass's ~4 items; 32 made this array twice the size (8.5 MB with 10k
+    /// values), filled at start-up a cache miss and a page fault at a time.
     items: Vec<u32>,
     /// Where the fingerprint starts: above the largest form index, at bit 24 or higher, so
     /// that up to 2^19 forms (~50k values) keep all 8 bits and 2^27 forms none.
@@ -830,9 +830,9 @@ impl KnownValues {
         values.sort_unstable();
         values.dedup();
         let mut fb = FormBuf::default();
-        // Sized for the usual forms up front (base64 six times, hex twice, URL escapes), so
-        // that 10k values do not copy these arrays as they grow; untouched capacity costs no
-        // memory.
+        // Sized for the usual forms up front (base64 in two alphabets and three alignments,
+        // hex twice, URL escapes), so that 10k values do not copy these arrays as they grow;
+        // untouched capacity costs no memory (but is reserved: ~14 bytes per value byte).
         let total: usize = values.iter().map(|v| v.len()).sum();
         let mut arena = Vec::with_capacity(total * 14);
         let mut forms: Vec<Form> = Vec::with_capacity(values.len() * 10);
